@@ -1,0 +1,263 @@
+"""The wire format: parse client frames into typed objects, build every server frame.
+
+Pure: no ORM, no channel layer, no event loop. See the WebSocket section of the README.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .exceptions import ProtocolError, TooLong
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_CLIENT_ID_LENGTH = 64
+# Ids are 64-bit in the database; larger ones in a frame are clamped, not an error.
+MAX_ID = 2**63 - 1
+GLOBAL_PEER = "ALL"
+MESSAGE_COMMAND = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    recipient: str
+    text: str
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    peer: str
+    up_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientFrame = SendMessage | Sync | Typing | Read | Ping
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _decode(raw: str | bytes | None) -> dict[str, Any]:
+    if not isinstance(raw, str):
+        raise ProtocolError("Frames must be text (a JSON object), not binary.")
+    # A UTF-8 character is at most 4 bytes, so only long frames need encoding to measure.
+    if len(raw) > MAX_FRAME_BYTES or (
+        len(raw) > MAX_FRAME_BYTES // 4
+        and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+    ):
+        raise ProtocolError(
+            f"Frame is larger than {MAX_FRAME_BYTES} bytes; nothing was read.", code=413
+        )
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise ProtocolError("Frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"Frame must be a JSON object, got {_json_type(data)}.")
+    return data
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _clean_string(value: str) -> bool:
+    """True when the string can be stored: no NUL and no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _name(data: dict[str, Any], field: str, **error: Any) -> str:
+    """A required, non-empty string naming a user or ALL."""
+    value = data.get(field)
+    if not isinstance(value, str) or not value:
+        got = "nothing" if field not in data else _json_type(value)
+        raise ProtocolError(
+            f"{field} must be ALL or a username (a non-empty string), got {got}.", **error
+        )
+    if not _clean_string(value):
+        raise ProtocolError(f"{field} holds characters no username has.", **error)
+    return value
+
+
+def _id(data: dict[str, Any], field: str) -> int:
+    value = data.get(field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        got = "nothing" if field not in data else _json_type(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            got = f"{value!r}"
+        raise ProtocolError(f"{field} must be a whole number 0 or more, got {got}.")
+    return min(value, MAX_ID)
+
+
+def _client_id(data: dict[str, Any]) -> str | None:
+    if "client_id" not in data:
+        return None
+    value = data["client_id"]
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_CLIENT_ID_LENGTH
+        or not _clean_string(value)
+    ):
+        raise ProtocolError(
+            f"client_id must be a string of 1-{MAX_CLIENT_ID_LENGTH} characters.",
+            command=MESSAGE_COMMAND,
+        )
+    return value
+
+
+def _parse_message(data: dict[str, Any], max_text_length: int) -> SendMessage:
+    client_id = _client_id(data)
+    error = {"command": MESSAGE_COMMAND, "client_id": client_id}
+    recipient = _name(data, "recipient", **error)
+    text = data.get("text")
+    if not isinstance(text, str):
+        got = "nothing" if "text" not in data else _json_type(text)
+        raise ProtocolError(f"text must be a string, got {got}.", **error)
+    if not text.strip():
+        raise ProtocolError("text is empty.", **error)
+    if len(text) > max_text_length:
+        raise TooLong(
+            f"Message is too long: {len(text)} characters, the limit is {max_text_length}.",
+            client_id=client_id,
+        )
+    if not _clean_string(text):
+        raise ProtocolError("text holds a NUL character or invalid Unicode.", **error)
+    return SendMessage(recipient=recipient, text=text, client_id=client_id)
+
+
+def parse_client_frame(raw: str | bytes | None, *, max_text_length: int) -> ClientFrame:
+    """Parse one WebSocket frame, or raise ProtocolError/TooLong saying what was wrong."""
+    data = _decode(raw)
+    kind = data.get("type")
+    if kind == "message":
+        return _parse_message(data, max_text_length)
+    if kind == "sync":
+        return Sync(after=_id(data, "after"))
+    if kind == "typing":
+        return Typing(recipient=_name(data, "recipient"))
+    if kind == "read":
+        return Read(peer=_name(data, "peer"), up_to=_id(data, "up_to"))
+    if kind == "ping":
+        return Ping()
+    if not isinstance(kind, str):
+        got = "nothing" if "type" not in data else _json_type(kind)
+        raise ProtocolError(f"Frame needs a string type, got {got}.")
+    raise ProtocolError(
+        f"Unknown frame type {kind[:40]!r}; expected message, sync, typing, read or ping."
+    )
+
+
+# Server frames.
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds and a Z, as every MESSAGE carries it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def message_payload(
+    *, id: int, sender: str, recipient: str | None, text: str, sent_at: datetime
+) -> dict[str, Any]:
+    """MESSAGE, the one shape of a chat message in frames and the API."""
+    return {
+        "id": id,
+        "sender": sender,
+        "recipient": recipient if recipient is not None else GLOBAL_PEER,
+        "text": text,
+        "sent_at": format_time(sent_at),
+    }
+
+
+def message_frame(payload: dict[str, Any], client_id: str | None = None) -> dict[str, Any]:
+    frame = {"type": "message", **payload}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return frame
+
+
+def hello_frame(*, user: str, online: list[str], last_id: int) -> dict[str, Any]:
+    return {"type": "hello", "user": user, "online": sorted(online), "last_id": last_id}
+
+
+def response_frame(
+    *,
+    code: int,
+    detail: str,
+    id: int | None = None,
+    client_id: str | None = None,
+    retry_after: float | None = None,
+) -> dict[str, Any]:
+    frame = {
+        "type": "response",
+        "command": MESSAGE_COMMAND,
+        "code": code,
+        "detail": detail,
+        "id": id,
+        "client_id": client_id,
+    }
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return frame
+
+
+def synced_frame(*, last_id: int, has_more: bool) -> dict[str, Any]:
+    return {"type": "synced", "last_id": last_id, "has_more": has_more}
+
+
+def read_frame(*, reader: str, peer: str, up_to: int) -> dict[str, Any]:
+    return {"type": "read", "reader": reader, "peer": peer, "up_to": up_to}
+
+
+def typing_frame(*, sender: str) -> dict[str, Any]:
+    return {"type": "typing", "sender": sender}
+
+
+def presence_frame(*, online: list[str], offline: list[str]) -> dict[str, Any]:
+    return {"type": "presence", "online": sorted(online), "offline": sorted(offline)}
+
+
+def pong_frame(*, last_id: int) -> dict[str, Any]:
+    return {"type": "pong", "last_id": last_id}
+
+
+def error_frame(*, code: int, detail: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "detail": detail}
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialise a server frame to the text sent on the socket."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,203 @@
+"""Reads: users, history, conversations and sync. Every query is served by an index.
+
+Each function is synchronous; consumers call them through database_sync_to_async.
+"""
+
+from typing import Any
+
+from django.db.models import Count, F, Max, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from . import protocol
+from .exceptions import NotFound
+from .models import Message, ReadMarker, User
+
+SYNC_LIMIT = 500
+_FIELDS = (
+    "id",
+    "sender_id",
+    "sender__username",
+    "recipient__username",
+    "text",
+    "sent_at",
+    "client_id",
+)
+
+
+def user_get_active(*, username: str) -> User:
+    """The active user with this exact username, or NotFound."""
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise NotFound(f"No active user is named {username!r}.")
+    return user
+
+
+def peer_resolve(*, peer: str) -> User | None:
+    """A conversation peer: None for ALL, else any existing user (active or not)."""
+    if peer == protocol.GLOBAL_PEER:
+        return None
+    user = User.objects.filter(username=peer).first()
+    if user is None:
+        raise NotFound(f"No user is named {peer!r}.")
+    return user
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    return protocol.message_payload(
+        id=row["id"],
+        sender=row["sender__username"],
+        recipient=row["recipient__username"],
+        text=row["text"],
+        sent_at=row["sent_at"],
+    )
+
+
+def _newest_first(queries: list, *, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Merge index-ordered queries (each newest first) into the newest `limit` rows."""
+    rows: dict[int, dict[str, Any]] = {}
+    for query in queries:
+        for row in query.order_by("-id").values(*_FIELDS)[: limit + 1]:
+            rows[row["id"]] = row
+    ordered = sorted(rows.values(), key=lambda row: row["id"], reverse=True)
+    return ordered[:limit], len(ordered) > limit
+
+
+def _conversation_queries(*, user: User, peer: User | None) -> list:
+    if peer is None:
+        return [Message.objects.filter(recipient__isnull=True)]
+    if peer.pk == user.pk:
+        return [Message.objects.filter(sender=user, recipient=user)]
+    # Two queries, one per direction, each a range scan of the (sender, recipient, id) index.
+    return [
+        Message.objects.filter(sender=user, recipient=peer),
+        Message.objects.filter(sender=peer, recipient=user),
+    ]
+
+
+def message_history_list(
+    *, user: User, peer: User | None, before: int | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The newest `limit` messages of one conversation with id < before, ascending."""
+    queries = _conversation_queries(user=user, peer=peer)
+    if before is not None:
+        queries = [query.filter(id__lt=before) for query in queries]
+    rows, has_more = _newest_first(queries, limit=limit)
+    return [_payload(row) for row in reversed(rows)], has_more
+
+
+def _visible_queries(*, user_id: int) -> list:
+    # A user sees every ALL message and every message they sent or received.
+    return [
+        Message.objects.filter(recipient__isnull=True),
+        Message.objects.filter(sender_id=user_id),
+        Message.objects.filter(recipient_id=user_id),
+    ]
+
+
+def message_sync_list(
+    *, user_id: int, after: int, limit: int = SYNC_LIMIT
+) -> tuple[list[dict[str, Any]], bool]:
+    """Messages visible to the user with id > after, ascending, at most `limit`."""
+    rows: dict[int, dict[str, Any]] = {}
+    for query in _visible_queries(user_id=user_id):
+        for row in query.filter(id__gt=after).order_by("id").values(*_FIELDS)[: limit + 1]:
+            rows[row["id"]] = row
+    ordered = sorted(rows.values(), key=lambda row: row["id"])
+    frames = []
+    for row in ordered[:limit]:
+        # The sender's own client_id lets another tab match the message to its pending send.
+        client_id = row["client_id"] if row["sender_id"] == user_id else None
+        frames.append(protocol.message_frame(_payload(row), client_id))
+    return frames, len(ordered) > limit
+
+
+def message_last_visible_id(*, user_id: int) -> int:
+    """The newest message id the user can see, 0 when there is none."""
+    newest = 0
+    for query in _visible_queries(user_id=user_id):
+        found = query.order_by("-id").values_list("id", flat=True).first()
+        if found is not None and found > newest:
+            newest = found
+    return newest
+
+
+def conversation_last_id(*, user: User, peer: User | None) -> int:
+    """The newest message id in one conversation, 0 when it is empty."""
+    newest = 0
+    for query in _conversation_queries(user=user, peer=peer):
+        found = query.order_by("-id").values_list("id", flat=True).first()
+        if found is not None and found > newest:
+            newest = found
+    return newest
+
+
+def conversation_list(*, user: User) -> list[dict[str, Any]]:
+    """Every conversation of the user with its last message and unread count, newest first."""
+    markers = dict(ReadMarker.objects.filter(user=user).values_list("peer_id", "up_to"))
+    marker_for_sender = ReadMarker.objects.filter(user=user, peer=OuterRef("sender")).values(
+        "up_to"
+    )[:1]
+
+    # peer id -> [last id, unread]; None is the global conversation.
+    conversations: dict[int | None, list[int]] = {}
+    outbound = (
+        Message.objects.filter(sender=user, recipient__isnull=False)
+        .values("recipient_id")
+        .annotate(last=Max("id"))
+        .order_by()
+    )
+    for row in outbound:
+        conversations[row["recipient_id"]] = [row["last"], 0]
+    inbound = (
+        Message.objects.filter(recipient=user)
+        .exclude(sender=user)
+        .values("sender_id")
+        .annotate(last=Max("id"))
+        .order_by()
+    )
+    for row in inbound:
+        last, _ = conversations.get(row["sender_id"], [0, 0])
+        conversations[row["sender_id"]] = [max(last, row["last"]), 0]
+    unread = (
+        Message.objects.filter(recipient=user)
+        .exclude(sender=user)
+        .annotate(marker=Coalesce(Subquery(marker_for_sender), Value(0)))
+        .filter(id__gt=F("marker"))
+        .values("sender_id")
+        .annotate(unread=Count("id"))
+        .order_by()
+    )
+    for row in unread:
+        conversations[row["sender_id"]][1] = row["unread"]
+
+    global_last = (
+        Message.objects.filter(recipient__isnull=True)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    global_unread = (
+        Message.objects.filter(recipient__isnull=True, id__gt=markers.get(None, 0))
+        .exclude(sender=user)
+        .count()
+    )
+    conversations[None] = [global_last or 0, global_unread]
+
+    last_ids = [last for last, _ in conversations.values() if last]
+    last_messages = {
+        row["id"]: _payload(row) for row in Message.objects.filter(id__in=last_ids).values(*_FIELDS)
+    }
+    names = dict(
+        User.objects.filter(
+            id__in=[peer for peer in conversations if peer is not None]
+        ).values_list("id", "username")
+    )
+    ordered = sorted(conversations.items(), key=lambda item: item[1][0], reverse=True)
+    return [
+        {
+            "peer": protocol.GLOBAL_PEER if peer is None else names[peer],
+            "last_message": last_messages.get(last),
+            "unread": unread,
+        }
+        for peer, (last, unread) in ordered
+    ]

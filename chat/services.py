@@ -1,0 +1,174 @@
+"""Writes: every change is committed first, then delivered through the channel layer."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import IntegrityError, connection, transaction
+
+from . import protocol, selectors
+from .groups import GLOBAL_GROUP, user_group
+from .models import Message, ReadMarker, User
+from .presence import get_presence_store
+
+# Any constant: the key of the PostgreSQL advisory lock that orders message commits.
+_MESSAGE_LOCK_KEY = 0x636861744D5347
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    """What the sender's connection is told: the stored message and whether it is new."""
+
+    code: int
+    detail: str
+    payload: dict[str, Any]
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    payload: dict[str, Any]
+    created: bool
+    recipient_id: int | None
+
+
+def _lock_message_order() -> None:
+    # Ids come from a sequence when the INSERT runs, but rows become visible at COMMIT.
+    # Holding one lock from INSERT to COMMIT makes commit order equal id order, so a
+    # client's `sync` after the last id it saw can never skip a message committed later
+    # with a smaller id. SQLite already serialises writers.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_MESSAGE_LOCK_KEY])
+
+
+def _message_store(
+    *, sender: User, recipient_name: str, text: str, client_id: str | None
+) -> _Stored:
+    recipient = (
+        None
+        if recipient_name == protocol.GLOBAL_PEER
+        else selectors.user_get_active(username=recipient_name)
+    )
+    try:
+        with transaction.atomic():
+            _lock_message_order()
+            message = Message.objects.create(
+                sender=sender, recipient=recipient, text=text, client_id=client_id
+            )
+        created = True
+    except IntegrityError:
+        if client_id is None:
+            raise
+        # A resend: the first message with this client_id stands, nothing new is stored.
+        message = Message.objects.select_related("recipient").get(
+            sender=sender, client_id=client_id
+        )
+        recipient = message.recipient
+        created = False
+    payload = protocol.message_payload(
+        id=message.pk,
+        sender=sender.get_username(),
+        recipient=recipient.get_username() if recipient is not None else None,
+        text=message.text,
+        sent_at=message.sent_at,
+    )
+    return _Stored(
+        payload=payload,
+        created=created,
+        recipient_id=recipient.pk if recipient is not None else None,
+    )
+
+
+async def message_send(
+    *, sender: User, recipient: str, text: str, client_id: str | None
+) -> MessageSent:
+    """Store a message, then deliver it to the recipient's and the sender's connections."""
+    stored = await database_sync_to_async(_message_store)(
+        sender=sender, recipient_name=recipient, text=text, client_id=client_id
+    )
+    if stored.recipient_id is None:
+        online = True
+    else:
+        online = await get_presence_store().is_online(user_id=stored.recipient_id)
+    if stored.created:
+        event = {
+            "type": "chat.message",
+            "frame": protocol.encode(protocol.message_frame(stored.payload, client_id)),
+        }
+        layer = get_channel_layer()
+        if stored.recipient_id is None:
+            await layer.group_send(GLOBAL_GROUP, event)
+        else:
+            await layer.group_send(user_group(stored.recipient_id), event)
+            if stored.recipient_id != sender.pk:
+                await layer.group_send(user_group(sender.pk), event)
+    if online:
+        code, detail = 200, "Delivered."
+    else:
+        code, detail = 202, "Stored; the recipient is offline and gets it on their next sync."
+    if not stored.created:
+        detail = f"Already stored (same client_id). {detail}"
+    return MessageSent(code=code, detail=detail, payload=stored.payload, created=stored.created)
+
+
+@dataclass(frozen=True, slots=True)
+class _Marked:
+    moved: bool
+    up_to: int
+    peer_id: int | None
+
+
+def _read_mark(*, user: User, peer_name: str, up_to: int) -> _Marked:
+    peer = selectors.peer_resolve(peer=peer_name)
+    # A marker never points past the conversation's newest message.
+    up_to = min(up_to, selectors.conversation_last_id(user=user, peer=peer))
+    peer_id = peer.pk if peer is not None else None
+    if up_to <= 0:
+        return _Marked(moved=False, up_to=0, peer_id=peer_id)
+    markers = ReadMarker.objects.filter(user=user, peer=peer)
+    # Only ever forward: the UPDATE's condition makes concurrent marks safe.
+    if markers.filter(up_to__lt=up_to).update(up_to=up_to):
+        return _Marked(moved=True, up_to=up_to, peer_id=peer_id)
+    if markers.exists():
+        return _Marked(moved=False, up_to=up_to, peer_id=peer_id)
+    try:
+        with transaction.atomic():
+            ReadMarker.objects.create(user=user, peer=peer, up_to=up_to)
+    except IntegrityError:
+        # Another connection created it first; move it forward if still behind.
+        moved = bool(markers.filter(up_to__lt=up_to).update(up_to=up_to))
+        return _Marked(moved=moved, up_to=up_to, peer_id=peer_id)
+    return _Marked(moved=True, up_to=up_to, peer_id=peer_id)
+
+
+async def read_mark(*, user: User, peer: str, up_to: int, origin_channel: str) -> bool:
+    """Move the user's read marker forward and tell their other connections and the peer."""
+    marked = await database_sync_to_async(_read_mark)(user=user, peer_name=peer, up_to=up_to)
+    if not marked.moved:
+        return False
+    frame = protocol.read_frame(reader=user.get_username(), peer=peer, up_to=marked.up_to)
+    event = {"type": "chat.read", "frame": protocol.encode(frame), "origin": origin_channel}
+    layer = get_channel_layer()
+    await layer.group_send(user_group(user.pk), event)
+    if marked.peer_id is not None and marked.peer_id != user.pk:
+        await layer.group_send(user_group(marked.peer_id), event)
+    return True
+
+
+async def typing_send(*, sender: User, recipient: str) -> None:
+    """Tell the recipient's connections that the sender is typing; nothing is stored."""
+    target = await database_sync_to_async(selectors.user_get_active)(username=recipient)
+    frame = protocol.typing_frame(sender=sender.get_username())
+    await get_channel_layer().group_send(
+        user_group(target.pk), {"type": "chat.typing", "frame": protocol.encode(frame)}
+    )
+
+
+async def presence_announce(*, online: list[str], offline: list[str]) -> None:
+    """Tell every connection that users came online or went offline."""
+    frame = protocol.presence_frame(online=online, offline=offline)
+    await get_channel_layer().group_send(
+        GLOBAL_GROUP, {"type": "chat.presence", "frame": protocol.encode(frame)}
+    )

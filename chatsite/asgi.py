@@ -1,0 +1,29 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+
+import logging
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.security import SameOriginValidator  # noqa: E402
+
+if not settings.REDIS_URL:
+    logging.getLogger("chat").warning(
+        "REDIS_URL is not set: using the in-memory channel layer and presence, so this "
+        "server is limited to one process. Set REDIS_URL to run several."
+    )
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
