@@ -50,7 +50,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             protocol.hello_frame(user=user.get_username(), online=online, last_id=last_id)
         )
         if first:
-            await services.presence_announce(online=[user.get_username()], offline=[])
+            # The new connection already has itself in hello.online.
+            await services.presence_announce(
+                online=[user.get_username()], offline=[], origin_channel=self.channel_name
+            )
 
     async def disconnect(self, code: int) -> None:
         if self.user is None:
@@ -155,9 +158,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["frame"])
 
     async def chat_presence(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
+        await self._forward_unless_origin(event)
 
     async def chat_read(self, event: dict[str, Any]) -> None:
         # The connection that marked the conversation read gets no reply.
+        await self._forward_unless_origin(event)
+
+    async def _forward_unless_origin(self, event: dict[str, Any]) -> None:
         if event.get("origin") != self.channel_name:
             await self.send(text_data=event["frame"])

@@ -166,9 +166,12 @@ async def typing_send(*, sender: User, recipient: str) -> None:
     )
 
 
-async def presence_announce(*, online: list[str], offline: list[str]) -> None:
-    """Tell every connection that users came online or went offline."""
+async def presence_announce(
+    *, online: list[str], offline: list[str], origin_channel: str | None = None
+) -> None:
+    """Tell every connection (but the one that caused it) that users came or went."""
     frame = protocol.presence_frame(online=online, offline=offline)
     await get_channel_layer().group_send(
-        GLOBAL_GROUP, {"type": "chat.presence", "frame": protocol.encode(frame)}
+        GLOBAL_GROUP,
+        {"type": "chat.presence", "frame": protocol.encode(frame), "origin": origin_channel},
     )

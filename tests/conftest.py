@@ -60,9 +60,7 @@ def make_user(transactional_db: None) -> Callable[..., Any]:
     """Create a user synchronously: make_user("alice", is_active=False)."""
 
     def make(username: str, **fields: Any) -> Any:
-        return get_user_model().objects.create_user(
-            username=username, password=PASSWORD, **fields
-        )
+        return get_user_model().objects.create_user(username=username, password=PASSWORD, **fields)
 
     return make
 
