@@ -110,21 +110,21 @@ class ChatSocket:
     async def send_text(self, text: str) -> None:
         await self.communicator.send_to(text_data=text)
 
-    async def receive(self, timeout: float = 2) -> dict[str, Any]:
-        return await self.communicator.receive_json_from(timeout=timeout)
+    async def receive(self, seconds: float = 2) -> dict[str, Any]:
+        return await self.communicator.receive_json_from(timeout=seconds)
 
-    async def receive_until(self, kind: str, timeout: float = 2) -> dict[str, Any]:
+    async def receive_until(self, kind: str, seconds: float = 2) -> dict[str, Any]:
         """The next frame of this type, skipping others (presence, say)."""
         while True:
-            frame = await self.receive(timeout)
+            frame = await self.receive(seconds)
             if frame["type"] == kind:
                 return frame
 
-    async def receive_nothing(self, timeout: float = 0.2) -> bool:
-        return await self.communicator.receive_nothing(timeout=timeout)
+    async def receive_nothing(self, seconds: float = 0.2) -> bool:
+        return await self.communicator.receive_nothing(timeout=seconds)
 
-    async def receive_nothing_but_presence(self, timeout: float = 0.2) -> bool:
-        while not await self.communicator.receive_nothing(timeout=timeout):
+    async def receive_nothing_but_presence(self, seconds: float = 0.2) -> bool:
+        while not await self.communicator.receive_nothing(timeout=seconds):
             frame = await self.receive()
             if frame["type"] != "presence":
                 raise AssertionError(f"Expected no frame, got {frame}")
