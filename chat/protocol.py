@@ -89,8 +89,8 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _clean_string(value: str) -> bool:
-    """True when the string can be stored: no NUL and no lone surrogate."""
+def is_storable_text(value: str) -> bool:
+    """True when the database can store the string: no NUL and no lone surrogate."""
     if "\x00" in value:
         return False
     try:
@@ -108,7 +108,7 @@ def _name(data: dict[str, Any], field: str, **error: Any) -> str:
         raise ProtocolError(
             f"{field} must be ALL or a username (a non-empty string), got {got}.", **error
         )
-    if not _clean_string(value):
+    if not is_storable_text(value):
         raise ProtocolError(f"{field} holds characters no username has.", **error)
     return value
 
@@ -130,7 +130,7 @@ def _client_id(data: dict[str, Any]) -> str | None:
     if (
         not isinstance(value, str)
         or not 1 <= len(value) <= MAX_CLIENT_ID_LENGTH
-        or not _clean_string(value)
+        or not is_storable_text(value)
     ):
         raise ProtocolError(
             f"client_id must be a string of 1-{MAX_CLIENT_ID_LENGTH} characters.",
@@ -151,10 +151,10 @@ def _parse_message(data: dict[str, Any], max_text_length: int) -> SendMessage:
         raise ProtocolError("text is empty.", **error)
     if len(text) > max_text_length:
         raise TooLong(
-            f"Message is too long: {len(text)} characters, the limit is {max_text_length}.",
+            f"Message is too long: at most {max_text_length} characters, got {len(text)}.",
             client_id=client_id,
         )
-    if not _clean_string(text):
+    if not is_storable_text(text):
         raise ProtocolError("text holds a NUL character or invalid Unicode.", **error)
     return SendMessage(recipient=recipient, text=text, client_id=client_id)
 

@@ -26,7 +26,11 @@ _FIELDS = (
 
 def user_get_active(*, username: str) -> User:
     """The active user with this exact username, or NotFound."""
-    user = User.objects.filter(username=username, is_active=True).first()
+    user = (
+        User.objects.filter(username=username, is_active=True).first()
+        if protocol.is_storable_text(username)
+        else None
+    )
     if user is None:
         raise NotFound(f"No active user is named {username!r}.")
     return user
@@ -36,7 +40,7 @@ def peer_resolve(*, peer: str) -> User | None:
     """A conversation peer: None for ALL, else any existing user (active or not)."""
     if peer == protocol.GLOBAL_PEER:
         return None
-    user = User.objects.filter(username=peer).first()
+    user = User.objects.filter(username=peer).first() if protocol.is_storable_text(peer) else None
     if user is None:
         raise NotFound(f"No user is named {peer!r}.")
     return user

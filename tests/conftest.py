@@ -80,6 +80,17 @@ def carol(make_user: Callable[..., Any]) -> Any:
     return make_user("carol")
 
 
+@pytest.fixture
+def send(transactional_db: None) -> Callable[..., Any]:
+    """Store a message directly: send(alice, bob, "hi"); recipient None is ALL."""
+    from chat.models import Message
+
+    def send(sender: Any, recipient: Any, text: str = "hello", **fields: Any) -> Any:
+        return Message.objects.create(sender=sender, recipient=recipient, text=text, **fields)
+
+    return send
+
+
 async def session_cookie(user: Any) -> str:
     client = AsyncClient()
     await client.aforce_login(user)

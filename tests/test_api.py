@@ -1,7 +1,6 @@
 """The JSON API: GET /api/messages/ (one conversation's history) and GET /api/conversations/."""
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,16 +14,6 @@ MESSAGES_URL = "/api/messages/"
 CONVERSATIONS_URL = "/api/conversations/"
 MESSAGE_KEYS = {"id", "sender", "recipient", "text", "sent_at"}
 SENT_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-@pytest.fixture
-def send() -> Callable[..., Message]:
-    """Store a message directly: send(alice, bob, "hi"); recipient None is ALL."""
-
-    def send(sender: Any, recipient: Any, text: str = "hello", **fields: Any) -> Message:
-        return Message.objects.create(sender=sender, recipient=recipient, text=text, **fields)
-
-    return send
 
 
 @pytest.fixture
@@ -193,12 +182,17 @@ def test_paging_back_through_120_messages_with_before_yields_each_once(as_alice,
         {"limit": "-1"},
         {"limit": "1.5"},
         {"limit": ""},
+        {"limit": " 5"},
+        {"limit": "5\n"},
+        {"limit": "+5"},
+        {"limit": "1e1"},
+        {"limit": "\u0665"},
         {"before": "abc"},
         {"before": "-3"},
         {"before": "1.5"},
         {"before": str(2**63)},
     ],
-    ids=lambda params: "&".join(f"{key}={value}" for key, value in params.items()),
+    ids=lambda params: "&".join(f"{key}={value!r}" for key, value in params.items()),
 )
 def test_history_refuses_a_limit_or_before_that_is_not_a_whole_number_in_range(
     as_alice, bob, params
@@ -220,6 +214,14 @@ def test_history_of_an_unknown_user_is_a_404_json(as_alice):
     response = as_alice.get(MESSAGES_URL, {"peer": "nobody"})
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("peer", ["a\x00b", "\x00"])
+def test_history_of_a_peer_holding_a_nul_character_is_a_json_client_error(as_alice, peer):
+    # No username holds NUL, so this is a username that does not exist, not a server error.
+    response = as_alice.get(MESSAGES_URL, {"peer": peer})
+    assert response.status_code in (400, 404)
     assert response.json()["detail"]
 
 
