@@ -35,11 +35,15 @@ class User(AbstractUser):
 class Message(models.Model):
     """One chat message; recipient None means the global conversation (ALL)."""
 
-    sender = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sent_messages")
+    # No single-column indexes: the composite ones below start with these columns.
+    sender = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="sent_messages", db_index=False
+    )
     recipient = models.ForeignKey(
         User,
         on_delete=models.CASCADE,
         related_name="received_messages",
+        db_index=False,
         null=True,
         blank=True,
         help_text="Empty for a message to everyone.",

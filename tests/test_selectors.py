@@ -1,0 +1,81 @@
+"""Reads are served by indexes: no query scans the message table, whatever its size."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat import selectors
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _postgres_full_scans(plan: dict) -> list[str]:
+    """Scan nodes on the message table that no index condition bounds."""
+    found = []
+    if plan.get("Relation Name") == "chat_message" and "Scan" in plan["Node Type"]:
+        bounded = "Index Cond" in plan or plan["Node Type"] == "Bitmap Heap Scan"
+        if not bounded:
+            found.append(f"{plan['Node Type']} {plan.get('Index Name', '')}".strip())
+    if plan["Node Type"] == "Bitmap Index Scan" and "Index Cond" not in plan:
+        found.append(f"Bitmap Index Scan {plan['Index Name']}")
+    for child in plan.get("Plans", []):
+        found.extend(_postgres_full_scans(child))
+    return found
+
+
+def full_scans_of_messages(sql: str) -> list[str]:
+    """The plan steps that read the whole message table or a whole index of it."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Forbid sequential scans, so that only a query no index can bound shows one
+            # (as a Seq Scan or as an Index Scan without an Index Cond).
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+            [[[plan]]] = cursor.fetchall()
+            cursor.execute("RESET enable_seqscan")
+            return _postgres_full_scans(plan["Plan"])
+        cursor.execute("EXPLAIN QUERY PLAN " + sql)
+        lines = [row[-1] for row in cursor.fetchall()]
+        return [line for line in lines if re.match(r"SCAN (chat_message|U0|T\d)\b", line)]
+
+
+def assert_indexed(run) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        run()
+    assert captured.captured_queries
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        if "chat_message" not in sql:
+            continue
+        # Re-run each captured statement's plan; the captured SQL has its values inlined.
+        scans = full_scans_of_messages(sql)
+        assert not scans, f"{sql}\n{scans}"
+
+
+@pytest.fixture
+def history(alice, bob, carol, send):
+    for i in range(30):
+        send(alice, bob, f"dm {i}")
+        send(bob, alice, f"reply {i}")
+        send(carol, None, f"post {i}")
+        send(carol, bob, f"other {i}")
+
+
+def test_history_pages_use_indexes(history, alice, bob):
+    assert_indexed(
+        lambda: selectors.message_history_list(user=alice, peer=bob, before=50, limit=10)
+    )
+    assert_indexed(
+        lambda: selectors.message_history_list(user=alice, peer=None, before=None, limit=10)
+    )
+
+
+def test_sync_and_last_id_use_indexes(history, alice):
+    assert_indexed(lambda: selectors.message_sync_list(user_id=alice.pk, after=20))
+    assert_indexed(lambda: selectors.message_last_visible_id(user_id=alice.pk))
+
+
+def test_conversation_list_uses_indexes(history, alice):
+    assert_indexed(lambda: selectors.conversation_list(user=alice))
