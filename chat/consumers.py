@@ -1,6 +1,7 @@
 """The chat socket: authenticate, parse with protocol.py, call one service, send the reply."""
 
 import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -9,63 +10,74 @@ from django.conf import settings
 
 from . import protocol, selectors, services
 from .exceptions import ChatError
-from .groups import GLOBAL_GROUP, user_group
+from .groups import GLOBAL_GROUP, session_group, user_group
 from .presence import get_presence_store
+from .runtime import REDIS_ERRORS, get_runtime
 
 logger = logging.getLogger(__name__)
 
-# Close codes beyond the WebSocket standard ones.
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+# A client may send `typing` on every keystroke; the recipient hears at most one a second.
+TYPING_INTERVAL_SECONDS = 1.0
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     user: Any = None
-    joined: list[str]
+    user_id: int
+    username: str
+    session_key: str | None = None
 
     async def connect(self) -> None:
-        self.joined = []
+        self.joined: list[str] = []
+        self.typing_sent: dict[str, float] = {}
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             # Before accept, a close becomes an HTTP 403 refusal of the handshake.
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
         if not user.is_active:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
-        self.user = user
+        self.user, self.user_id, self.username = user, user.pk, user.get_username()
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        try:
+            hello = await self.join()
+        except REDIS_ERRORS as error:
+            logger.warning("Refusing a socket of user %s: Redis: %s", self.user_id, error)
+            await self.accept()
+            await self.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
+            return
+        await self.accept()
+        await self.send_frame(hello)
+
+    async def join(self) -> dict[str, Any]:
+        """Join the groups and presence, then build hello."""
+        groups = [user_group(self.user_id), GLOBAL_GROUP]
+        if self.session_key:
+            groups.append(session_group(self.session_key))
         # Join before reading last_id: a message committed after that read arrives live,
         # one committed before is covered by the client's sync from last_id.
-        for group in (user_group(user.pk), GLOBAL_GROUP):
+        for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
-        store = get_presence_store()
-        first = await store.connect(
-            user_id=user.pk, username=user.get_username(), channel_name=self.channel_name
+        await get_runtime().add(self)
+        online = await get_presence_store().online_usernames()
+        last_id = await database_sync_to_async(selectors.message_last_visible_id)(
+            user_id=self.user_id
         )
-        online = await store.online_usernames()
-        last_id = await database_sync_to_async(selectors.message_last_visible_id)(user_id=user.pk)
-        await self.accept()
-        await self.send_frame(
-            protocol.hello_frame(user=user.get_username(), online=online, last_id=last_id)
-        )
-        if first:
-            # The new connection already has itself in hello.online.
-            await services.presence_announce(
-                online=[user.get_username()], offline=[], origin_channel=self.channel_name
-            )
+        return protocol.hello_frame(user=self.username, online=online, last_id=last_id)
 
     async def disconnect(self, code: int) -> None:
         if self.user is None:
             return
-        for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        try:
+            await get_runtime().remove(self)
+            for group in self.joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except REDIS_ERRORS as error:
+            # Presence entries not renewed expire on their own; group entries too.
+            logger.warning("Could not leave groups of user %s: Redis: %s", self.user_id, error)
         self.joined = []
-        last = await get_presence_store().disconnect(
-            user_id=self.user.pk, channel_name=self.channel_name
-        )
-        if last:
-            await services.presence_announce(online=[], offline=[self.user.get_username()])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -76,9 +88,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.handle(frame)
         except ChatError as error:
             await self.send_error(error)
+        except REDIS_ERRORS as error:
+            # Nothing was acknowledged; the client reconnects, syncs and resends its client_id.
+            logger.warning("Closing a socket of user %s: Redis: %s", self.user_id, error)
+            await self.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
         except Exception:
             # Never let one frame take the connection down; the log has the traceback.
-            logger.exception("Unexpected error while handling a frame from user %s", self.user.pk)
+            logger.exception("Unexpected error while handling a frame from user %s", self.user_id)
             await self.send_frame(
                 protocol.error_frame(code=500, detail="Internal error; nothing was changed.")
             )
@@ -90,7 +106,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             case protocol.Sync():
                 await self.on_sync(frame)
             case protocol.Typing():
-                await services.typing_send(sender=self.user, recipient=frame.recipient)
+                await self.on_typing(frame)
             case protocol.Read():
                 await services.read_mark(
                     user=self.user,
@@ -100,7 +116,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
             case protocol.Ping():
                 last_id = await database_sync_to_async(selectors.message_last_visible_id)(
-                    user_id=self.user.pk
+                    user_id=self.user_id
                 )
                 await self.send_frame(protocol.pong_frame(last_id=last_id))
 
@@ -127,12 +143,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_sync(self, frame: protocol.Sync) -> None:
         frames, has_more = await database_sync_to_async(selectors.message_sync_list)(
-            user_id=self.user.pk, after=frame.after
+            user_id=self.user_id, after=frame.after
         )
         for message in frames:
             await self.send_frame(message)
         last_id = frames[-1]["id"] if frames else frame.after
         await self.send_frame(protocol.synced_frame(last_id=last_id, has_more=has_more))
+
+    async def on_typing(self, frame: protocol.Typing) -> None:
+        now = time.monotonic()
+        if now - self.typing_sent.get(frame.recipient, -TYPING_INTERVAL_SECONDS) < (
+            TYPING_INTERVAL_SECONDS
+        ):
+            return
+        await services.typing_send(sender=self.user, recipient=frame.recipient)
+        if len(self.typing_sent) > 100:
+            self.typing_sent.clear()
+        self.typing_sent[frame.recipient] = now
 
     async def send_error(self, error: ChatError) -> None:
         if error.command == protocol.MESSAGE_COMMAND:
@@ -158,12 +185,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["frame"])
 
     async def chat_presence(self, event: dict[str, Any]) -> None:
-        await self._forward_unless_origin(event)
+        await self.send(text_data=event["frame"])
 
     async def chat_read(self, event: dict[str, Any]) -> None:
         # The connection that marked the conversation read gets no reply.
-        await self._forward_unless_origin(event)
-
-    async def _forward_unless_origin(self, event: dict[str, Any]) -> None:
         if event.get("origin") != self.channel_name:
             await self.send(text_data=event["frame"])
+
+    async def chat_kick(self, event: dict[str, Any]) -> None:
+        """The user was deactivated (4403) or this session logged out (4401)."""
+        await self.close(code=event["code"])
+
+    async def chat_session_check(self, event: dict[str, Any]) -> None:
+        """The user's password changed: sockets of sessions it invalidated close with 4401."""
+        if self.session_key and event.get("keep_group") == session_group(self.session_key):
+            # This socket's own session survived the change under a new key.
+            await self.channel_layer.group_discard(event["keep_group"], self.channel_name)
+            self.session_key = event["keep_key"]
+            new_group = session_group(self.session_key)
+            await self.channel_layer.group_add(new_group, self.channel_name)
+            self.joined = [g for g in self.joined if g != event["keep_group"]] + [new_group]
+            return
+        code = await database_sync_to_async(selectors.session_close_code)(
+            session_key=self.session_key, user_id=self.user_id
+        )
+        if code is not None:
+            await self.close(code=code)

@@ -1,102 +1,265 @@
 """Who is online: a user is online while they hold at least one live connection.
 
-One store interface, two backends: Redis when REDIS_URL is set (shared by every process),
-memory otherwise (one process). Both pass the same contract tests.
+Every connection has an expiry that its process renews with heartbeats. A process that dies
+(SIGKILL, power loss) stops renewing, its connections expire, and the next sweep by any live
+process takes their users offline: nothing needs every process to be alive or to shut down
+cleanly. One store interface, two backends: Redis when REDIS_URL is set (shared by every
+process), memory otherwise (one process). Both pass the same contract tests.
 """
 
+import time
 from typing import Protocol
 
 from django.conf import settings
 
 from .redis import get_redis
 
+# A process renews its connections every HEARTBEAT_SECONDS; a connection not renewed for
+# TTL_SECONDS is dead. With sweeps every SWEEP_SECONDS and announcements coalesced for 1 s,
+# a crashed process's users are reported offline within TTL + SWEEP + 1 = 36 s (< 45 s).
+HEARTBEAT_SECONDS = 10.0
+TTL_SECONDS = 30.0
+SWEEP_SECONDS = 5.0
+
 
 class PresenceStore(Protocol):
     async def connect(self, *, user_id: int, username: str, channel_name: str) -> bool:
-        """Record a connection; True when it is the user's first."""
+        """Record a live connection; True when the user was offline before it."""
         ...
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
-        """Forget a connection; True when it was the user's last."""
+        """Forget a connection; True when it was the user's last live one."""
+        ...
+
+    async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
+        """Renew (user_id, username, channel_name) connections; the users that were offline."""
+        ...
+
+    async def sweep(self) -> list[int]:
+        """Take users whose connections all expired offline; each is returned to one caller."""
+        ...
+
+    async def online_ids(self, *, user_ids: list[int]) -> set[int]:
+        """Which of these users are online."""
         ...
 
     async def is_online(self, *, user_id: int) -> bool: ...
 
     async def online_usernames(self) -> list[str]: ...
 
+    async def usernames(self, *, user_ids: list[int]) -> dict[int, str]: ...
+
 
 class MemoryPresenceStore:
-    def __init__(self) -> None:
-        self._connections: dict[int, set[str]] = {}
+    """One process's presence: channel expiry per user, on the monotonic clock."""
+
+    def __init__(self, *, ttl: float = TTL_SECONDS) -> None:
+        self._ttl = ttl
+        self._connections: dict[int, dict[str, float]] = {}
         self._usernames: dict[int, str] = {}
 
+    def _live(self, user_id: int, now: float) -> bool:
+        return any(expires > now for expires in self._connections.get(user_id, {}).values())
+
     async def connect(self, *, user_id: int, username: str, channel_name: str) -> bool:
-        channels = self._connections.setdefault(user_id, set())
-        channels.add(channel_name)
+        now = time.monotonic()
+        was_online = self._live(user_id, now)
+        self._connections.setdefault(user_id, {})[channel_name] = now + self._ttl
         self._usernames[user_id] = username
-        return len(channels) == 1
+        return not was_online
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         channels = self._connections.get(user_id)
-        if channels is None or channel_name not in channels:
+        if channels is None or channels.pop(channel_name, None) is None:
             return False
-        channels.discard(channel_name)
-        if channels:
+        if self._live(user_id, time.monotonic()):
             return False
         del self._connections[user_id]
-        del self._usernames[user_id]
         return True
 
+    async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
+        came_online = []
+        for user_id, username, channel_name in connections:
+            if await self.connect(user_id=user_id, username=username, channel_name=channel_name):
+                came_online.append(user_id)
+        return came_online
+
+    async def sweep(self) -> list[int]:
+        now = time.monotonic()
+        gone = [user_id for user_id in self._connections if not self._live(user_id, now)]
+        for user_id in gone:
+            del self._connections[user_id]
+        return gone
+
+    async def online_ids(self, *, user_ids: list[int]) -> set[int]:
+        now = time.monotonic()
+        return {user_id for user_id in user_ids if self._live(user_id, now)}
+
     async def is_online(self, *, user_id: int) -> bool:
-        return user_id in self._connections
+        return self._live(user_id, time.monotonic())
 
     async def online_usernames(self) -> list[str]:
-        return sorted(self._usernames.values())
+        now = time.monotonic()
+        return sorted(self._usernames[u] for u in self._connections if self._live(u, now))
+
+    async def usernames(self, *, user_ids: list[int]) -> dict[int, str]:
+        return {u: self._usernames[u] for u in user_ids if u in self._usernames}
 
 
-_CONNECT = """
-local added = redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if added == 1 and redis.call('SCARD', KEYS[1]) == 1 then return 1 end
-return 0
+# Redis keys: {prefix}:conns:{user_id} is a sorted set of channel names scored by expiry;
+# {prefix}:online a sorted set of user ids scored by their latest connection's expiry;
+# {prefix}:names a hash of user id to username. Times come from Redis's own clock, so
+# processes on several machines agree. Each script is one atomic round trip.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-_DISCONNECT = """
-local removed = redis.call('SREM', KEYS[1], ARGV[1])
-if removed == 1 and redis.call('SCARD', KEYS[1]) == 0 then
-  redis.call('HDEL', KEYS[2], ARGV[2])
-  return 1
+_CONNECT = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[4])
+local previous = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2]) or '0')
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZADD', KEYS[2], 'GT', now + ttl, ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+if previous > now then return 0 end
+return 1
+"""
+)
+
+_DISCONNECT = (
+    _NOW
+    + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #newest > 0 then
+  redis.call('ZADD', KEYS[2], newest[2], ARGV[2])
+  return 0
 end
-return 0
+redis.call('DEL', KEYS[1])
+return redis.call('ZREM', KEYS[2], ARGV[2])
 """
+)
+
+# KEYS: online, names, then one conns key per connection; ARGV: ttl, then per connection
+# user id, username, channel name.
+_HEARTBEAT = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[1])
+local came = {}
+for i = 3, #KEYS do
+  local base = (i - 3) * 3 + 1
+  local user_id, username, channel = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local previous = tonumber(redis.call('ZSCORE', KEYS[1], user_id) or '0')
+  redis.call('ZADD', KEYS[i], now + ttl, channel)
+  redis.call('ZADD', KEYS[1], 'GT', now + ttl, user_id)
+  redis.call('HSET', KEYS[2], user_id, username)
+  if previous <= now then table.insert(came, user_id) end
+end
+return came
+"""
+)
+
+_SWEEP = (
+    _NOW
+    + """
+local gone = {}
+for _, user_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], user_id)
+  redis.call('DEL', ARGV[1] .. user_id)
+  table.insert(gone, user_id)
+end
+return gone
+"""
+)
+
+_ONLINE_IDS = (
+    _NOW
+    + """
+local live = {}
+for _, user_id in ipairs(ARGV) do
+  if tonumber(redis.call('ZSCORE', KEYS[1], user_id) or '0') > now then
+    table.insert(live, user_id)
+  end
+end
+return live
+"""
+)
+
+_ONLINE_ALL = (
+    _NOW
+    + """
+local names = {}
+for _, user_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  local name = redis.call('HGET', KEYS[2], user_id)
+  if name then table.insert(names, name) end
+end
+return names
+"""
+)
+
+_HEARTBEAT_CHUNK = 500
 
 
 class RedisPresenceStore:
-    """A set of channel names per user and a hash of online user ids to usernames."""
+    """Presence shared by every process through Redis."""
 
-    def __init__(self, prefix: str = "chat:presence") -> None:
-        self._online_key = f"{prefix}:online"
+    def __init__(self, *, prefix: str = "chat:presence", ttl: float = TTL_SECONDS) -> None:
         self._prefix = prefix
+        self._ttl = ttl
+        self._online_key = f"{prefix}:online"
+        self._names_key = f"{prefix}:names"
+        self._conns_prefix = f"{prefix}:conns:"
 
-    def _connections_key(self, user_id: int) -> str:
-        return f"{self._prefix}:conns:{int(user_id)}"
+    def _conns(self, user_id: int) -> str:
+        return f"{self._conns_prefix}{int(user_id)}"
 
     async def connect(self, *, user_id: int, username: str, channel_name: str) -> bool:
-        keys = [self._connections_key(user_id), self._online_key]
-        first = await get_redis().eval(_CONNECT, 2, *keys, channel_name, user_id, username)
-        return bool(first)
+        keys = [self._conns(user_id), self._online_key, self._names_key]
+        args = [channel_name, int(user_id), username, self._ttl]
+        return bool(await get_redis().eval(_CONNECT, len(keys), *keys, *args))
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
-        keys = [self._connections_key(user_id), self._online_key]
-        last = await get_redis().eval(_DISCONNECT, 2, *keys, channel_name, user_id)
-        return bool(last)
+        keys = [self._conns(user_id), self._online_key]
+        return bool(await get_redis().eval(_DISCONNECT, 2, *keys, channel_name, int(user_id)))
+
+    async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
+        came_online: list[int] = []
+        for start in range(0, len(connections), _HEARTBEAT_CHUNK):
+            chunk = connections[start : start + _HEARTBEAT_CHUNK]
+            keys = [self._online_key, self._names_key] + [self._conns(u) for u, _, _ in chunk]
+            args: list[str | int | float] = [self._ttl]
+            for user_id, username, channel_name in chunk:
+                args += [int(user_id), username, channel_name]
+            came = await get_redis().eval(_HEARTBEAT, len(keys), *keys, *args)
+            came_online += [int(user_id) for user_id in came]
+        return came_online
+
+    async def sweep(self) -> list[int]:
+        gone = await get_redis().eval(_SWEEP, 1, self._online_key, self._conns_prefix)
+        return [int(user_id) for user_id in gone]
+
+    async def online_ids(self, *, user_ids: list[int]) -> set[int]:
+        if not user_ids:
+            return set()
+        live = await get_redis().eval(_ONLINE_IDS, 1, self._online_key, *map(int, user_ids))
+        return {int(user_id) for user_id in live}
 
     async def is_online(self, *, user_id: int) -> bool:
-        return bool(await get_redis().hexists(self._online_key, str(int(user_id))))
+        return bool(await self.online_ids(user_ids=[user_id]))
 
     async def online_usernames(self) -> list[str]:
-        names = await get_redis().hvals(self._online_key)
+        names = await get_redis().eval(_ONLINE_ALL, 2, self._online_key, self._names_key)
         return sorted(name.decode() for name in names)
+
+    async def usernames(self, *, user_ids: list[int]) -> dict[int, str]:
+        if not user_ids:
+            return {}
+        names = await get_redis().hmget(self._names_key, [int(u) for u in user_ids])
+        return {u: n.decode() for u, n in zip(user_ids, names, strict=True) if n is not None}
 
 
 _store: PresenceStore | None = None

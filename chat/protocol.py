@@ -17,6 +17,12 @@ MAX_ID = 2**63 - 1
 GLOBAL_PEER = "ALL"
 MESSAGE_COMMAND = "message"
 
+# Close codes: the standard ones clients reconnect after, and the chat's own.
+CLOSE_SERVICE_RESTART = 1012  # the process is stopping: reconnect at once, then sync
+CLOSE_TRY_AGAIN_LATER = 1013  # Redis is down or lost its state: reconnect with back-off
+CLOSE_UNAUTHENTICATED = 4401  # not logged in, logged out, or the password changed
+CLOSE_FORBIDDEN = 4403  # the user is deactivated
+
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:

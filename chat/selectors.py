@@ -3,10 +3,15 @@
 Each function is synchronous; consumers call them through database_sync_to_async.
 """
 
+import time
+from importlib import import_module
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db.models import Count, F, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils.crypto import constant_time_compare
 
 from . import protocol
 from .exceptions import NotFound
@@ -34,6 +39,64 @@ def user_get_active(*, username: str) -> User:
     if user is None:
         raise NotFound(f"No active user is named {username!r}.")
     return user
+
+
+# username -> (user id or None, expires at): typing frames may come on every keystroke, and
+# must not cost a query each. Entries for unknown names expire sooner.
+_active_ids: dict[str, tuple[int | None, float]] = {}
+_ACTIVE_ID_SECONDS = 60.0
+_UNKNOWN_SECONDS = 5.0
+_ACTIVE_ID_ENTRIES = 10_000
+
+
+def user_active_id_cached(*, username: str) -> int:
+    """The id of the active user with this username, from a short-lived cache, or NotFound."""
+    now = time.monotonic()
+    cached = _active_ids.get(username)
+    if cached is None or cached[1] <= now:
+        try:
+            user_id: int | None = user_get_active(username=username).pk
+        except NotFound:
+            user_id = None
+        if len(_active_ids) >= _ACTIVE_ID_ENTRIES:
+            _active_ids.clear()
+        ttl = _ACTIVE_ID_SECONDS if user_id is not None else _UNKNOWN_SECONDS
+        cached = _active_ids[username] = (user_id, now + ttl)
+    if cached[0] is None:
+        raise NotFound(f"No active user is named {username!r}.")
+    return cached[0]
+
+
+def user_active_id_forget(*, username: str) -> None:
+    """Drop a username from the cache (the user was saved)."""
+    _active_ids.pop(username, None)
+
+
+def user_active_id_peek(*, username: str) -> int | None:
+    """The cached id, without a query; None when not cached or expired."""
+    cached = _active_ids.get(username)
+    if cached is None or cached[1] <= time.monotonic():
+        return None
+    return cached[0]
+
+
+def session_close_code(*, session_key: str | None, user_id: int) -> int | None:
+    """None while the session still logs this user in; else the close code (4401 or 4403)."""
+    if not session_key:
+        return 4401
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    if str(data.get(SESSION_KEY)) != str(user_id):
+        return 4401
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or not user.is_active:
+        return 4403
+    stored = data.get(HASH_SESSION_KEY) or ""
+    valid = [user.get_session_auth_hash()] + [
+        user._get_session_auth_hash(secret=key) for key in settings.SECRET_KEY_FALLBACKS
+    ]
+    if not any(constant_time_compare(stored, known) for known in valid):
+        return 4401
+    return None
 
 
 def peer_resolve(*, peer: str) -> User | None:

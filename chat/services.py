@@ -1,16 +1,23 @@
 """Writes: every change is committed first, then delivered through the channel layer."""
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from . import protocol, selectors
-from .groups import GLOBAL_GROUP, user_group
+from .exceptions import RateLimited
+from .groups import GLOBAL_GROUP, session_group, user_group
 from .models import Message, ReadMarker, User
 from .presence import get_presence_store
+from .ratelimit import get_rate_limiter
+
+logger = logging.getLogger(__name__)
 
 # Any constant: the key of the PostgreSQL advisory lock that orders message commits.
 _MESSAGE_LOCK_KEY = 0x636861744D5347
@@ -85,6 +92,14 @@ async def message_send(
     *, sender: User, recipient: str, text: str, client_id: str | None
 ) -> MessageSent:
     """Store a message, then deliver it to the recipient's and the sender's connections."""
+    retry_after = await get_rate_limiter().hit(user_id=sender.pk)
+    if retry_after:
+        count, seconds = settings.CHAT_RATE_LIMIT
+        raise RateLimited(
+            f"Too many messages: at most {count} every {seconds} s. "
+            f"Retry in {retry_after:.1f} s; nothing was stored.",
+            retry_after=round(retry_after, 3),
+        )
     stored = await database_sync_to_async(_message_store)(
         sender=sender, recipient_name=recipient, text=text, client_id=client_id
     )
@@ -159,19 +174,49 @@ async def read_mark(*, user: User, peer: str, up_to: int, origin_channel: str) -
 
 async def typing_send(*, sender: User, recipient: str) -> None:
     """Tell the recipient's connections that the sender is typing; nothing is stored."""
-    target = await database_sync_to_async(selectors.user_get_active)(username=recipient)
+    target_id = selectors.user_active_id_peek(username=recipient)
+    if target_id is None:
+        target_id = await database_sync_to_async(selectors.user_active_id_cached)(
+            username=recipient
+        )
     frame = protocol.typing_frame(sender=sender.get_username())
     await get_channel_layer().group_send(
-        user_group(target.pk), {"type": "chat.typing", "frame": protocol.encode(frame)}
+        user_group(target_id), {"type": "chat.typing", "frame": protocol.encode(frame)}
     )
 
 
-async def presence_announce(
-    *, online: list[str], offline: list[str], origin_channel: str | None = None
+# Closing other sockets. These run in synchronous code (signals, views, the shell) after the
+# change is committed; a failure to reach the channel layer is logged, never raised, so a
+# logout or an admin save still succeeds (sockets the layer cannot reach are closed by their
+# process's Redis watchdog instead).
+
+
+def _group_send_now(group: str, event: dict) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, event)
+    except Exception:
+        logger.exception("Could not send %s to %s", event["type"], group)
+
+
+def sockets_close_for_user(*, user_id: int, code: int) -> None:
+    """Close every socket of a user, on every process (deactivated: 4403)."""
+    _group_send_now(user_group(user_id), {"type": "chat.kick", "code": code})
+
+
+def sockets_close_for_session(*, session_key: str, code: int) -> None:
+    """Close every socket of one login session (logged out: 4401)."""
+    _group_send_now(session_group(session_key), {"type": "chat.kick", "code": code})
+
+
+def sockets_recheck_sessions(
+    *, user_id: int, kept_session_key: str | None = None, new_session_key: str | None = None
 ) -> None:
-    """Tell every connection (but the one that caused it) that users came or went."""
-    frame = protocol.presence_frame(online=online, offline=offline)
-    await get_channel_layer().group_send(
-        GLOBAL_GROUP,
-        {"type": "chat.presence", "frame": protocol.encode(frame), "origin": origin_channel},
-    )
+    """After a password change, close the sockets of sessions it invalidated.
+
+    The session that made the change lives on under a new key: its sockets adopt it.
+    """
+    event: dict = {"type": "chat.session.check"}
+    if kept_session_key and new_session_key:
+        event["keep_group"] = session_group(kept_session_key)
+        event["keep_key"] = new_session_key
+    _group_send_now(user_group(user_id), event)

@@ -1,12 +1,20 @@
-"""Pages: the chat itself and sign-up (log-in, log-out and password change are Django's)."""
+"""Pages: the chat, sign-up, password change and the health check (log-in and log-out are
+Django's own views)."""
+
+from typing import Any
 
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from . import services
 from .forms import SignUpForm
+from .health import health_check
+from .signals import password_change_handled_by_caller
 
 
 @require_GET
@@ -23,3 +31,27 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")
     return render(request, "registration/signup.html", {"form": form})
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's view; then the sockets of the user's other sessions close with 4401."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        kept_key = self.request.session.session_key
+        with transaction.atomic(), password_change_handled_by_caller():
+            response = super().form_valid(form)
+        services.sockets_recheck_sessions(
+            user_id=form.user.pk,
+            kept_session_key=kept_key,
+            new_session_key=self.request.session.session_key,
+        )
+        return response
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    checks = await health_check()
+    failed = [name for name, state in checks.items() if state != "ok"]
+    body = {"status": "error" if failed else "ok", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return JsonResponse(body, status=503 if failed else 200)

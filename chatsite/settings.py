@@ -193,6 +193,8 @@ else:
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "30/10"))
 CHAT_MAX_MESSAGE_LENGTH = _env_positive_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
 CHAT_MAX_SOCKETS_PER_USER = _env_positive_int("CHAT_MAX_SOCKETS_PER_USER", 20)
+# On SIGTERM, close every socket with 1012 before exiting, so clients reconnect at once.
+CHAT_CLOSE_SOCKETS_ON_SIGTERM = True
 
 LOGGING = {
     "version": 1,

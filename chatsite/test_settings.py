@@ -21,3 +21,6 @@ DATABASES["default"]["TEST"] = {"NAME": _TEST_DB_NAME}  # noqa: F405
 
 # Close the consumer threads' connections after each use, so the test database can be dropped.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# The test process keeps its own SIGTERM handling; real server processes close sockets.
+CHAT_CLOSE_SOCKETS_ON_SIGTERM = False

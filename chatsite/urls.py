@@ -10,7 +10,7 @@ urlpatterns = [
     path("accounts/signup/", chat_views.signup, name="signup"),
     path(
         "accounts/password_change/",
-        auth_views.PasswordChangeView.as_view(),
+        chat_views.PasswordChangeView.as_view(),
         name="password_change",
     ),
     path(
@@ -19,5 +19,6 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("admin/", admin.site.urls),
+    path("healthz", chat_views.healthz, name="healthz"),
     path("", include("chat.urls")),
 ]

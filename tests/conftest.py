@@ -14,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from chat.presence import reset_presence_store
+from chat.ratelimit import reset_rate_limiter
+from chat.runtime import get_runtime
 
 # Redis for the tests that need it in every configuration (two layers standing in for two
 # processes, the Redis presence store): a database number of its own, flushed around each test.
@@ -29,16 +31,40 @@ def _flush_redis(url: str) -> None:
         client.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def drop_leftover_database_sessions(
+    django_db_setup: None, django_db_blocker: Any
+) -> Iterator[None]:
+    """Let the test database be dropped even if a worker thread kept a connection to it.
+
+    Consumers run queries on a worker thread whose connection the test process cannot
+    reach to close, and server processes started by tests may be killed mid-query.
+    """
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            connection.close()
+
+
 @pytest.fixture(autouse=True)
 def fresh_layer_and_presence() -> Iterator[None]:
     """Each test starts with no groups, no presence and an empty configured Redis."""
     channel_layers.backends.clear()
     reset_presence_store()
+    reset_rate_limiter()
     if settings.REDIS_URL:
         _flush_redis(settings.REDIS_URL)
     yield
     channel_layers.backends.clear()
     reset_presence_store()
+    reset_rate_limiter()
 
 
 @pytest.fixture
@@ -92,8 +118,17 @@ def send(transactional_db: None) -> Callable[..., Any]:
 
 
 async def session_cookie(user: Any) -> str:
+    """A new login session for the user, as a Cookie header value."""
+    return cookie_of(await logged_in_client(user))
+
+
+async def logged_in_client(user: Any) -> AsyncClient:
     client = AsyncClient()
     await client.aforce_login(user)
+    return client
+
+
+def cookie_of(client: AsyncClient) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
@@ -141,6 +176,24 @@ class ChatSocket:
                 raise AssertionError(f"Expected no frame, got {frame}")
         return True
 
+    async def closed_with(self, seconds: float = 3) -> int:
+        """Wait for the server to close the socket; the close code."""
+        while True:
+            output = await self.communicator.receive_output(timeout=seconds)
+            if output["type"] == "websocket.close":
+                return output.get("code", 1000)
+
+    async def presence_until(self, seconds: float = 3, **expected: list[str]) -> dict:
+        """Merge presence frames until each named user has the expected state: online=[...]."""
+        state: dict[str, str] = {}
+        wanted = {name: kind for kind, names in expected.items() for name in names}
+        while any(state.get(name) != kind for name, kind in wanted.items()):
+            frame = await self.receive_until("presence", seconds)
+            for kind in ("online", "offline"):
+                for name in frame[kind]:
+                    state[name] = kind
+        return state
+
     async def close(self) -> None:
         await self.communicator.disconnect()
 
@@ -152,8 +205,11 @@ async def connect_as() -> AsyncIterator[Callable[..., Any]]:
 
     opened: list[ChatSocket] = []
 
-    async def connect(user: Any, *, application: Any = application) -> ChatSocket:
-        cookie = await session_cookie(user)
+    async def connect(
+        user: Any, *, application: Any = application, cookie: str | None = None
+    ) -> ChatSocket:
+        """A socket for the user, in a new session unless `cookie` names one."""
+        cookie = cookie or await session_cookie(user)
         communicator = WebsocketCommunicator(
             application, "/ws/chat/", headers=socket_headers(cookie=cookie)
         )
@@ -168,6 +224,7 @@ async def connect_as() -> AsyncIterator[Callable[..., Any]]:
     yield connect
     for socket in opened:
         await socket.close()
+    await get_runtime().stop()
 
 
 @database_sync_to_async

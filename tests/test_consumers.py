@@ -385,27 +385,6 @@ async def test_typing_to_unknown_user_is_a_404_error(connect_as, alice):
     assert (await alice_socket.receive_until("error"))["code"] == 404
 
 
-async def test_presence_is_announced_on_first_connection_and_last_disconnection_only(
-    connect_as, alice, bob
-):
-    alice_socket = await connect_as(alice)
-    bob_first = await connect_as(bob)
-    assert await alice_socket.receive_until("presence") == {
-        "type": "presence",
-        "online": ["bob"],
-        "offline": [],
-    }
-    bob_second = await connect_as(bob)
-    await bob_second.close()
-    assert await alice_socket.receive_nothing()
-    await bob_first.close()
-    assert await alice_socket.receive_until("presence") == {
-        "type": "presence",
-        "online": [],
-        "offline": ["bob"],
-    }
-
-
 async def test_unusual_usernames_chat_through_ascii_group_names(connect_as, make_user):
     korean = await database_sync_to_async(make_user)("인혜")
     dotted = await database_sync_to_async(make_user)("a.b+c@d-e_f")
@@ -471,3 +450,54 @@ async def test_same_origin_socket_is_accepted(alice, origin, host):
     cookie = await session_cookie(alice)
     connected, _ = await handshake(socket_headers(cookie=cookie, origin=origin, host=host))
     assert connected is True
+
+
+async def test_over_the_rate_limit_is_429_with_retry_after_and_nothing_stored(
+    connect_as, alice, bob, settings
+):
+    settings.CHAT_RATE_LIMIT = (2, 60)
+    alice_socket = await connect_as(alice)
+    for text in ("one", "two"):
+        await alice_socket.send(dm("ALL", text))
+        assert (await alice_socket.receive_until("response"))["code"] == 200
+    await alice_socket.send(dm("ALL", "three", client_id="third"))
+    refused = await alice_socket.receive_until("response")
+    assert refused["code"] == 429
+    assert refused["client_id"] == "third" and refused["id"] is None
+    assert 29 < refused["retry_after"] <= 30
+    assert [m.text for m in await stored_messages()] == ["one", "two"]
+    bob_socket = await connect_as(bob)
+    await bob_socket.send(dm("ALL", "bob has his own budget"))
+    assert (await bob_socket.receive_until("response"))["code"] == 200
+
+
+async def test_rate_limit_zero_turns_it_off(connect_as, alice, settings):
+    settings.CHAT_RATE_LIMIT = None
+    alice_socket = await connect_as(alice)
+    for i in range(40):
+        await alice_socket.send(dm("ALL", f"{i}"))
+        assert (await alice_socket.receive_until("response"))["code"] == 200
+
+
+async def test_typing_on_every_keystroke_reaches_the_recipient_once_a_second_without_queries(
+    connect_as, alice, bob, monkeypatch
+):
+    from chat import selectors
+
+    lookups = []
+    original = selectors.user_get_active
+
+    def counting(**kwargs):
+        lookups.append(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(selectors, "user_get_active", counting)
+    alice_socket = await connect_as(alice)
+    bob_socket = await connect_as(bob)
+    for _ in range(20):
+        await alice_socket.send({"type": "typing", "recipient": "bob"})
+    await alice_socket.send({"type": "ping"})
+    await alice_socket.receive_until("pong")
+    assert await bob_socket.receive_until("typing") == {"type": "typing", "sender": "alice"}
+    assert await bob_socket.receive_nothing_but_presence(seconds=0.3)
+    assert len(lookups) <= 1

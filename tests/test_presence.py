@@ -1,8 +1,14 @@
 """The presence store contract, run against both backends."""
 
-import pytest
+import asyncio
 
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chat.consumers import ChatConsumer
 from chat.presence import MemoryPresenceStore, RedisPresenceStore
+from chat.runtime import get_runtime
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -46,3 +52,99 @@ async def test_online_usernames_are_sorted_and_unicode_safe(store):
     for user_id, name in enumerate(["인혜", "bob", "a.b+c@d-e_f"], start=1):
         await store.connect(user_id=user_id, username=name, channel_name=f"c{user_id}")
     assert await store.online_usernames() == sorted(["인혜", "bob", "a.b+c@d-e_f"])
+
+
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_connections_that_are_not_renewed_expire_and_a_sweep_takes_users_offline(
+    backend, settings, request
+):
+    if backend == "memory":
+        store = MemoryPresenceStore(ttl=0.3)
+    else:
+        settings.REDIS_URL = request.getfixturevalue("redis_url")
+        store = RedisPresenceStore(prefix="test:presence", ttl=0.3)
+    await store.connect(user_id=1, username="alice", channel_name="crashed-process")
+    await store.connect(user_id=2, username="bob", channel_name="live-process")
+    await asyncio.sleep(0.2)
+    assert await store.heartbeat(connections=[(2, "bob", "live-process")]) == []
+    assert await store.sweep() == []
+    await asyncio.sleep(0.2)
+    assert await store.sweep() == [1]
+    assert await store.sweep() == []
+    assert await store.online_usernames() == ["bob"]
+    assert await store.is_online(user_id=1) is False
+
+
+async def test_a_heartbeat_brings_back_a_user_swept_while_their_process_stalled(store):
+    await store.connect(user_id=1, username="alice", channel_name="c1")
+    await store.disconnect(user_id=1, channel_name="c1")
+    assert await store.heartbeat(connections=[(1, "alice", "c1")]) == [1]
+    assert await store.heartbeat(connections=[(1, "alice", "c1")]) == []
+    assert await store.online_usernames() == ["alice"]
+
+
+async def test_usernames_and_online_ids_answer_for_many_users(store):
+    await store.connect(user_id=1, username="alice", channel_name="c1")
+    await store.connect(user_id=2, username="bob", channel_name="c2")
+    await store.disconnect(user_id=2, channel_name="c2")
+    assert await store.online_ids(user_ids=[1, 2, 3]) == {1}
+    assert await store.usernames(user_ids=[1, 2]) == {1: "alice", 2: "bob"}
+
+
+# Presence as sockets see it.
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_changes_within_a_second_go_out_together_in_one_frame(connect_as, make_user):
+    watcher = await connect_as(await database_sync_to_async(make_user)("watcher"))
+    await watcher.presence_until(online=["watcher"])
+    users = [await database_sync_to_async(make_user)(f"user{i}") for i in range(5)]
+    for user in users:
+        await connect_as(user)
+    frame = await watcher.receive_until("presence")
+    assert frame == {"type": "presence", "online": [u.username for u in users], "offline": []}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_second_tab_opening_or_closing_changes_nothing(connect_as, alice, bob):
+    alice_socket = await connect_as(alice)
+    bob_first = await connect_as(bob)
+    await alice_socket.presence_until(online=["alice", "bob"])
+    bob_second = await connect_as(bob)
+    await bob_second.close()
+    assert await alice_socket.receive_nothing(seconds=1.5)
+    await bob_first.close()
+    assert await alice_socket.presence_until(offline=["bob"]) == {"bob": "offline"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_hello_lists_everyone_online_including_the_user(connect_as, alice, bob):
+    await connect_as(bob)
+    assert (await connect_as(alice)).hello["online"] == ["alice", "bob"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reconnect_storm_costs_each_socket_a_handful_of_presence_frames(make_user):
+    users = await database_sync_to_async(lambda: [make_user(f"storm{i:03}") for i in range(300)])()
+    # The consumer alone, with the user in the scope: this test is about presence, not auth.
+    communicators = []
+    for user in users:
+        communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/chat/")
+        communicator.scope["user"] = user
+        communicators.append(communicator)
+    results = await asyncio.gather(*(c.connect(timeout=10) for c in communicators))
+    assert all(connected for connected, _ in results)
+    await asyncio.sleep(1.5)
+    counts = []
+    for communicator in communicators:
+        kinds = []
+        while not await communicator.receive_nothing(timeout=0.01):
+            kinds.append((await communicator.receive_json_from())["type"])
+        assert kinds[0] == "hello" and set(kinds[1:]) <= {"presence"}, kinds
+        counts.append(len(kinds) - 1)
+    # A naive build sends one frame per user that came online: 300 to each socket here.
+    assert max(counts) <= 4, counts
+    assert sum(counts) >= len(communicators), "every socket heard of the others"
+    for communicator in communicators:
+        await communicator.disconnect()
+    await get_runtime().stop()
