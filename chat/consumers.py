@@ -1,5 +1,6 @@
 """The chat socket: authenticate, parse with protocol.py, call one service, send the reply."""
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -22,9 +23,20 @@ TYPING_INTERVAL_SECONDS = 1.0
 
 class ChatConsumer(AsyncWebsocketConsumer):
     user: Any = None
-    user_id: int
+    user_id: int | None = None
     username: str
     session_key: str | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except REDIS_ERRORS as error:
+            # The channel layer lost Redis while this socket waited for events: it can no
+            # longer hear its groups. Close it so the client reconnects and syncs.
+            logger.warning("Closing a socket of user %s: Redis: %s", self.user_id, error)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN_LATER})
+            await self.disconnect(protocol.CLOSE_TRY_AGAIN_LATER)
 
     async def connect(self) -> None:
         self.joined: list[str] = []

@@ -137,7 +137,12 @@ class Runtime:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
+        await self._flush_now()
+
+    async def _flush_now(self) -> None:
         pending, self._pending = self._pending, {}
+        if not pending:
+            return
         try:
             # Each user with a change goes out once, with their state at the end of the window.
             online = await get_presence_store().online_ids(user_ids=list(pending))
@@ -211,7 +216,18 @@ class Runtime:
         # 1012 tells clients to reconnect at once, to another process, and sync.
         if not self._closing:
             self._closing = True
+            sockets = self.sockets
             closed = await self.close_all(protocol.CLOSE_SERVICE_RESTART)
+            # The process may exit before the consumers' disconnect handlers run: take
+            # their users offline now rather than when their presence expires.
+            try:
+                for socket in sockets:
+                    await self.remove(socket)
+                if self._flush is not None:
+                    self._flush.cancel()
+                await self._flush_now()
+            except REDIS_ERRORS as error:
+                logger.warning("SIGTERM: presence not updated, Redis: %s", error)
             logger.info("SIGTERM: closed %d sockets with 1012", closed)
             await asyncio.sleep(0.3)
         if callable(previous):

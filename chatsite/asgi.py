@@ -12,6 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from chat.daphne_compat import allow_server_close_codes  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import SameOriginValidator  # noqa: E402
 
@@ -20,6 +21,8 @@ if not settings.REDIS_URL:
         "REDIS_URL is not set: using the in-memory channel layer and presence, so this "
         "server is limited to one process. Set REDIS_URL to run several."
     )
+
+allow_server_close_codes()
 
 application = ProtocolTypeRouter(
     {

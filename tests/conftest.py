@@ -16,6 +16,7 @@ from django.test import AsyncClient
 from chat.presence import reset_presence_store
 from chat.ratelimit import reset_rate_limiter
 from chat.runtime import get_runtime
+from tests.processes import live_socket, own_redis, server_factory, two_servers  # noqa: F401
 
 # Redis for the tests that need it in every configuration (two layers standing in for two
 # processes, the Redis presence store): a database number of its own, flushed around each test.
