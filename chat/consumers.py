@@ -56,14 +56,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             hello = await self.join()
         except REDIS_ERRORS as error:
             logger.warning("Refusing a socket of user %s: Redis: %s", self.user_id, error)
-            await self.accept()
-            await self.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
-            return
+            hello = None
+        # Accept, then close with a code the client can read (a refused handshake is a bare
+        # 1006 in browsers).
         await self.accept()
-        await self.send_frame(hello)
+        if hello is None:
+            await self.close(code=protocol.CLOSE_TRY_AGAIN_LATER)
+        elif hello["type"] == "error":
+            await self.close(code=protocol.CLOSE_TOO_MANY_SOCKETS)
+        else:
+            await self.send_frame(hello)
 
     async def join(self) -> dict[str, Any]:
-        """Join the groups and presence, then build hello."""
+        """Join the groups and presence, then build hello (or the error for one too many)."""
         groups = [user_group(self.user_id), GLOBAL_GROUP]
         if self.session_key:
             groups.append(session_group(self.session_key))
@@ -72,7 +77,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
-        await get_runtime().add(self)
+        sockets = await get_runtime().add(self)
+        limit = settings.CHAT_MAX_SOCKETS_PER_USER
+        if sockets > limit:
+            return protocol.error_frame(
+                code=429,
+                detail=f"Too many open sockets: at most {limit} per user. Close another tab.",
+            )
         online = await get_presence_store().online_usernames()
         last_id = await database_sync_to_async(selectors.message_last_visible_id)(
             user_id=self.user_id

@@ -23,8 +23,8 @@ SWEEP_SECONDS = 5.0
 
 
 class PresenceStore(Protocol):
-    async def connect(self, *, user_id: int, username: str, channel_name: str) -> bool:
-        """Record a live connection; True when the user was offline before it."""
+    async def connect(self, *, user_id: int, username: str, channel_name: str) -> int:
+        """Record a live connection; the user's live connections now (1: they just came online)."""
         ...
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
@@ -61,12 +61,12 @@ class MemoryPresenceStore:
     def _live(self, user_id: int, now: float) -> bool:
         return any(expires > now for expires in self._connections.get(user_id, {}).values())
 
-    async def connect(self, *, user_id: int, username: str, channel_name: str) -> bool:
+    async def connect(self, *, user_id: int, username: str, channel_name: str) -> int:
         now = time.monotonic()
-        was_online = self._live(user_id, now)
-        self._connections.setdefault(user_id, {})[channel_name] = now + self._ttl
+        channels = self._connections.setdefault(user_id, {})
+        channels[channel_name] = now + self._ttl
         self._usernames[user_id] = username
-        return not was_online
+        return sum(1 for expires in channels.values() if expires > now)
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         channels = self._connections.get(user_id)
@@ -79,9 +79,11 @@ class MemoryPresenceStore:
 
     async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
         came_online = []
+        now = time.monotonic()
         for user_id, username, channel_name in connections:
-            if await self.connect(user_id=user_id, username=username, channel_name=channel_name):
+            if not self._live(user_id, now):
                 came_online.append(user_id)
+            await self.connect(user_id=user_id, username=username, channel_name=channel_name)
         return came_online
 
     async def sweep(self) -> list[int]:
@@ -119,12 +121,11 @@ _CONNECT = (
     _NOW
     + """
 local ttl = tonumber(ARGV[4])
-local previous = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2]) or '0')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZADD', KEYS[2], 'GT', now + ttl, ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if previous > now then return 0 end
-return 1
+return redis.call('ZCARD', KEYS[1])
 """
 )
 
@@ -217,10 +218,10 @@ class RedisPresenceStore:
     def _conns(self, user_id: int) -> str:
         return f"{self._conns_prefix}{int(user_id)}"
 
-    async def connect(self, *, user_id: int, username: str, channel_name: str) -> bool:
+    async def connect(self, *, user_id: int, username: str, channel_name: str) -> int:
         keys = [self._conns(user_id), self._online_key, self._names_key]
         args = [channel_name, int(user_id), username, self._ttl]
-        return bool(await get_redis().eval(_CONNECT, len(keys), *keys, *args))
+        return int(await get_redis().eval(_CONNECT, len(keys), *keys, *args))
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         keys = [self._conns(user_id), self._online_key]

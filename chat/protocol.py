@@ -22,6 +22,7 @@ CLOSE_SERVICE_RESTART = 1012  # the process is stopping: reconnect at once, then
 CLOSE_TRY_AGAIN_LATER = 1013  # Redis is down or lost its state: reconnect with back-off
 CLOSE_UNAUTHENTICATED = 4401  # not logged in, logged out, or the password changed
 CLOSE_FORBIDDEN = 4403  # the user is deactivated
+CLOSE_TOO_MANY_SOCKETS = 4429  # over CHAT_MAX_SOCKETS_PER_USER
 
 
 @dataclass(frozen=True, slots=True)

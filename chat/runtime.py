@@ -57,17 +57,21 @@ class Runtime:
     def sockets(self) -> list[Socket]:
         return list(self._sockets)
 
-    async def add(self, socket: Socket) -> None:
-        """Count a newly authenticated socket as online and keep it renewed."""
+    async def add(self, socket: Socket) -> int:
+        """Count a newly authenticated socket as online and keep it renewed.
+
+        Returns how many live sockets its user now has, across all processes.
+        """
         if settings.REDIS_URL and self._epoch is None:
             await self._check_epoch()
-        first = await get_presence_store().connect(
+        count = await get_presence_store().connect(
             user_id=socket.user_id, username=socket.username, channel_name=socket.channel_name
         )
         self._sockets.add(socket)
         self._start()
-        if first:
+        if count == 1:
             self.announce(socket.user_id, socket.username)
+        return count
 
     async def remove(self, socket: Socket) -> None:
         """Forget a closed socket; announce its user offline if it was their last."""

@@ -501,3 +501,25 @@ async def test_typing_on_every_keystroke_reaches_the_recipient_once_a_second_wit
     assert await bob_socket.receive_until("typing") == {"type": "typing", "sender": "alice"}
     assert await bob_socket.receive_nothing_but_presence(seconds=0.3)
     assert len(lookups) <= 1
+
+
+async def test_one_socket_over_the_per_user_limit_is_closed_with_4429(connect_as, alice, settings):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 2
+    first = await connect_as(alice)
+    await connect_as(alice)
+    cookie = await session_cookie(alice)
+    from chatsite.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, "/ws/chat/", headers=socket_headers(cookie=cookie)
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert (await communicator.receive_output(timeout=3)) == {
+        "type": "websocket.close",
+        "code": 4429,
+    }
+    await communicator.disconnect()
+    # The refused socket does not count: closing one tab makes room for another.
+    await first.close()
+    await connect_as(alice)

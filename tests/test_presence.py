@@ -20,14 +20,14 @@ def store(request, settings):
 
 
 async def test_first_connection_brings_a_user_online(store):
-    assert await store.connect(user_id=1, username="alice", channel_name="c1") is True
+    assert await store.connect(user_id=1, username="alice", channel_name="c1") == 1
     assert await store.is_online(user_id=1) is True
     assert await store.online_usernames() == ["alice"]
 
 
 async def test_second_connection_changes_nothing(store):
     await store.connect(user_id=1, username="alice", channel_name="c1")
-    assert await store.connect(user_id=1, username="alice", channel_name="c2") is False
+    assert await store.connect(user_id=1, username="alice", channel_name="c2") == 2
     assert await store.disconnect(user_id=1, channel_name="c2") is False
     assert await store.is_online(user_id=1) is True
 
