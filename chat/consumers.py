@@ -17,9 +17,6 @@ from .runtime import REDIS_ERRORS, get_runtime
 
 logger = logging.getLogger(__name__)
 
-# A client may send `typing` on every keystroke; the recipient hears at most one a second.
-TYPING_INTERVAL_SECONDS = 1.0
-
 
 class ChatConsumer(AsyncWebsocketConsumer):
     user: Any = None
@@ -107,6 +104,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = protocol.parse_client_frame(
                 text_data if text_data is not None else bytes_data,
                 max_text_length=settings.CHAT_MAX_MESSAGE_LENGTH,
+                max_frame_bytes=settings.CHAT_MAX_FRAME_BYTES,
             )
             await self.handle(frame)
         except ChatError as error:
@@ -174,10 +172,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame(protocol.synced_frame(last_id=last_id, has_more=has_more))
 
     async def on_typing(self, frame: protocol.Typing) -> None:
+        # A client may send typing on every keystroke; each recipient hears a few a second.
+        interval = 1 / settings.CHAT_TYPING_PER_SECOND
         now = time.monotonic()
-        if now - self.typing_sent.get(frame.recipient, -TYPING_INTERVAL_SECONDS) < (
-            TYPING_INTERVAL_SECONDS
-        ):
+        if now - self.typing_sent.get(frame.recipient, -interval) < interval:
             return
         await services.typing_send(sender=self.user, recipient=frame.recipient)
         if len(self.typing_sent) > 100:

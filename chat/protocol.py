@@ -60,17 +60,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _decode(raw: str | bytes | None) -> dict[str, Any]:
+def _decode(raw: str | bytes | None, max_bytes: int) -> dict[str, Any]:
     if not isinstance(raw, str):
         raise ProtocolError("Frames must be text (a JSON object), not binary.")
     # A UTF-8 character is at most 4 bytes, so only long frames need encoding to measure.
-    if len(raw) > MAX_FRAME_BYTES or (
-        len(raw) > MAX_FRAME_BYTES // 4
-        and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+    if len(raw) > max_bytes or (
+        len(raw) > max_bytes // 4 and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
     ):
-        raise ProtocolError(
-            f"Frame is larger than {MAX_FRAME_BYTES} bytes; nothing was read.", code=413
-        )
+        raise ProtocolError(f"Frame is larger than {max_bytes} bytes; nothing was read.", code=413)
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
@@ -166,9 +163,11 @@ def _parse_message(data: dict[str, Any], max_text_length: int) -> SendMessage:
     return SendMessage(recipient=recipient, text=text, client_id=client_id)
 
 
-def parse_client_frame(raw: str | bytes | None, *, max_text_length: int) -> ClientFrame:
+def parse_client_frame(
+    raw: str | bytes | None, *, max_text_length: int, max_frame_bytes: int = MAX_FRAME_BYTES
+) -> ClientFrame:
     """Parse one WebSocket frame, or raise ProtocolError/TooLong saying what was wrong."""
-    data = _decode(raw)
+    data = _decode(raw, max_frame_bytes)
     kind = data.get("type")
     if kind == "message":
         return _parse_message(data, max_text_length)

@@ -2,6 +2,7 @@
 
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -85,6 +86,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "chat",
 ]
 
@@ -97,6 +99,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out log-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses log-ins while a username or an address is locked out.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -137,6 +148,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Log-in throttling (django-axes): after CHAT_LOGIN_FAILURE_LIMIT failures for one username,
+# or from one address, further attempts for it are refused for CHAT_LOGIN_LOCKOUT_MINUTES,
+# the same way whether the username exists or not.
+AXES_FAILURE_LIMIT = _env_positive_int("CHAT_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_env_positive_int("CHAT_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "chat.views.login_locked_out"
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:index"
@@ -193,6 +214,10 @@ else:
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "30/10"))
 CHAT_MAX_MESSAGE_LENGTH = _env_positive_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
 CHAT_MAX_SOCKETS_PER_USER = _env_positive_int("CHAT_MAX_SOCKETS_PER_USER", 20)
+# A frame larger than this gets a 413 error, unread (daphne itself closes 1 MiB ones, 1009).
+CHAT_MAX_FRAME_BYTES = _env_positive_int("CHAT_MAX_FRAME_BYTES", 64 * 1024)
+# A client may send typing on every keystroke; each recipient hears at most this many a second.
+CHAT_TYPING_PER_SECOND = _env_positive_int("CHAT_TYPING_PER_SECOND", 1)
 # On SIGTERM, close every socket with 1012 before exiting, so clients reconnect at once.
 CHAT_CLOSE_SOCKETS_ON_SIGTERM = True
 

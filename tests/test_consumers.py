@@ -523,3 +523,32 @@ async def test_one_socket_over_the_per_user_limit_is_closed_with_4429(connect_as
     # The refused socket does not count: closing one tab makes room for another.
     await first.close()
     await connect_as(alice)
+
+
+async def test_sender_and_id_in_a_client_frame_are_ignored(connect_as, alice, bob, carol):
+    alice_socket = await connect_as(alice)
+    bob_socket = await connect_as(bob)
+    forged = dm("bob", "who am i", sender="carol", id=1, sent_at="2000-01-01T00:00:00Z")
+    await alice_socket.send(forged)
+    response = await alice_socket.receive_until("response")
+    got = await bob_socket.receive_until("message")
+    assert got["sender"] == "alice" and got["id"] == response["id"]
+    assert got["sent_at"] != "2000-01-01T00:00:00Z"
+    [stored] = await stored_messages()
+    assert stored.sender_id == alice.pk
+
+
+async def test_read_of_someone_elses_conversation_moves_only_the_readers_own_marker(
+    connect_as, alice, bob, carol
+):
+    [private] = await create_messages(alice, bob, 1)
+    alice_socket = await connect_as(alice)
+    bob_socket = await connect_as(bob)
+    carol_socket = await connect_as(carol)
+    await carol_socket.send({"type": "read", "peer": "bob", "up_to": private})
+    await carol_socket.send({"type": "ping"})
+    await carol_socket.receive_until("pong")
+    # Carol has no conversation with bob: nothing to mark, nobody told.
+    assert not await ReadMarker.objects.filter(user=carol).aexists()
+    assert await alice_socket.receive_nothing_but_presence()
+    assert await bob_socket.receive_nothing_but_presence()
