@@ -177,6 +177,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         now = time.monotonic()
         if now - self.typing_sent.get(frame.recipient, -interval) < interval:
             return
+        # Counted after the lookup: an unknown name gets its 404 every time (names no user
+        # can have cost no query and no cache entry).
         await services.typing_send(sender=self.user, recipient=frame.recipient)
         if len(self.typing_sent) > 100:
             self.typing_sent.clear()

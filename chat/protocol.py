@@ -12,7 +12,7 @@ from .exceptions import ProtocolError, TooLong
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CLIENT_ID_LENGTH = 64
-# Ids are 64-bit in the database; larger ones in a frame are clamped, not an error.
+# Ids are 64-bit in the database; larger ones in a frame are valid and match nothing.
 MAX_ID = 2**63 - 1
 GLOBAL_PEER = "ALL"
 MESSAGE_COMMAND = "message"
@@ -60,16 +60,29 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_int(digits: str) -> int:
+    # Python refuses to convert integers of more than 4,300 digits; such a number is valid
+    # JSON, and as an id it is out of range anyway, so it stands in as a value just as large.
+    try:
+        return int(digits)
+    except ValueError:
+        return -(2**64) if digits.startswith("-") else 2**64
+
+
 def _decode(raw: str | bytes | None, max_bytes: int) -> dict[str, Any]:
-    if not isinstance(raw, str):
-        raise ProtocolError("Frames must be text (a JSON object), not binary.")
+    if raw is None:
+        raise ProtocolError("Frame is empty.")
     # A UTF-8 character is at most 4 bytes, so only long frames need encoding to measure.
     if len(raw) > max_bytes or (
-        len(raw) > max_bytes // 4 and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
+        isinstance(raw, str)
+        and len(raw) > max_bytes // 4
+        and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
     ):
         raise ProtocolError(f"Frame is larger than {max_bytes} bytes; nothing was read.", code=413)
+    if not isinstance(raw, str):
+        raise ProtocolError("Frames must be text (a JSON object), not binary.")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise ProtocolError("Frame is not valid JSON.") from None
     if not isinstance(data, dict):
@@ -124,7 +137,7 @@ def _id(data: dict[str, Any], field: str) -> int:
         if isinstance(value, int | float) and not isinstance(value, bool):
             got = f"{value!r}"
         raise ProtocolError(f"{field} must be a whole number 0 or more, got {got}.")
-    return min(value, MAX_ID)
+    return value
 
 
 def _client_id(data: dict[str, Any]) -> str | None:

@@ -18,6 +18,7 @@ from .exceptions import NotFound
 from .models import Message, ReadMarker, User
 
 SYNC_LIMIT = 500
+USERNAME_MAX_LENGTH = User._meta.get_field("username").max_length
 _FIELDS = (
     "id",
     "sender_id",
@@ -29,15 +30,20 @@ _FIELDS = (
 )
 
 
+def _could_be_username(name: str) -> bool:
+    """False for names no user can have: no query is needed to know they do not exist."""
+    return len(name) <= USERNAME_MAX_LENGTH and protocol.is_storable_text(name)
+
+
 def user_get_active(*, username: str) -> User:
     """The active user with this exact username, or NotFound."""
     user = (
         User.objects.filter(username=username, is_active=True).first()
-        if protocol.is_storable_text(username)
+        if _could_be_username(username)
         else None
     )
     if user is None:
-        raise NotFound(f"No active user is named {username!r}.")
+        raise NotFound(f"No active user is named {username[:40]!r}.")
     return user
 
 
@@ -51,6 +57,8 @@ _ACTIVE_ID_ENTRIES = 10_000
 
 def user_active_id_cached(*, username: str) -> int:
     """The id of the active user with this username, from a short-lived cache, or NotFound."""
+    if not _could_be_username(username):
+        raise NotFound(f"No active user is named {username[:40]!r}.")
     now = time.monotonic()
     cached = _active_ids.get(username)
     if cached is None or cached[1] <= now:
@@ -103,9 +111,9 @@ def peer_resolve(*, peer: str) -> User | None:
     """A conversation peer: None for ALL, else any existing user (active or not)."""
     if peer == protocol.GLOBAL_PEER:
         return None
-    user = User.objects.filter(username=peer).first() if protocol.is_storable_text(peer) else None
+    user = User.objects.filter(username=peer).first() if _could_be_username(peer) else None
     if user is None:
-        raise NotFound(f"No user is named {peer!r}.")
+        raise NotFound(f"No user is named {peer[:40]!r}.")
     return user
 
 
@@ -165,6 +173,7 @@ def message_sync_list(
     *, user_id: int, after: int, limit: int = SYNC_LIMIT
 ) -> tuple[list[dict[str, Any]], bool]:
     """Messages visible to the user with id > after, ascending, at most `limit`."""
+    after = min(after, protocol.MAX_ID)
     rows: dict[int, dict[str, Any]] = {}
     for query in _visible_queries(user_id=user_id):
         for row in query.filter(id__gt=after).order_by("id").values(*_FIELDS)[: limit + 1]:

@@ -83,7 +83,7 @@ def test_text_over_the_limit_is_413_and_at_the_limit_is_accepted():
     [
         ({"type": "sync", "after": 0}, protocol.Sync(after=0)),
         ({"type": "sync", "after": 42}, protocol.Sync(after=42)),
-        ({"type": "sync", "after": 10**30}, protocol.Sync(after=protocol.MAX_ID)),
+        ({"type": "sync", "after": 10**30}, protocol.Sync(after=10**30)),
         ({"type": "typing", "recipient": "bob"}, protocol.Typing(recipient="bob")),
         ({"type": "read", "peer": "ALL", "up_to": 3}, protocol.Read(peer="ALL", up_to=3)),
         ({"type": "ping"}, protocol.Ping()),
@@ -134,7 +134,6 @@ def test_invalid_frames_are_400_errors(frame):
         '{"type": "sync", "after": NaN}',
         '{"type": "sync", "after": Infinity}',
         "[" * 30_000 + "]" * 30_000,
-        '{"type": "sync", "after": ' + "9" * 5000 + "}",
         b'{"type": "ping"}',
         None,
     ],
@@ -227,3 +226,20 @@ def test_encode_keeps_unicode_readable_and_compact():
     assert (
         protocol.encode({"type": "typing", "sender": "인혜"}) == '{"type":"typing","sender":"인혜"}'
     )
+
+
+def test_integers_too_long_for_python_are_still_json_and_out_of_range_ids():
+    frame = protocol.parse_client_frame(
+        '{"type": "sync", "after": ' + "9" * 5000 + "}", max_text_length=10
+    )
+    assert frame == protocol.Sync(after=2**64)
+    with pytest.raises(ProtocolError):
+        protocol.parse_client_frame(
+            '{"type": "sync", "after": -' + "9" * 5000 + "}", max_text_length=10
+        )
+
+
+def test_binary_frame_over_the_size_limit_is_413_like_a_text_one():
+    with pytest.raises(ProtocolError) as caught:
+        protocol.parse_client_frame(b"x" * (protocol.MAX_FRAME_BYTES + 1), max_text_length=10)
+    assert caught.value.code == 413
