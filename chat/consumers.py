@@ -10,9 +10,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import protocol, selectors, services
-from .exceptions import ChatError
+from .exceptions import ChatError, RateLimited
 from .groups import GLOBAL_GROUP, session_group, user_group
 from .presence import get_presence_store
+from .ratelimit import rate_limit_decide
 from .runtime import REDIS_ERRORS, get_runtime
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.joined: list[str] = []
         self.typing_sent: dict[str, float] = {}
+        self.frame_tat: float | None = None
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             # Before accept, a close becomes an HTTP 403 refusal of the handshake.
@@ -106,6 +108,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 max_text_length=settings.CHAT_MAX_MESSAGE_LENGTH,
                 max_frame_bytes=settings.CHAT_MAX_FRAME_BYTES,
             )
+            self.check_frame_rate(frame)
             await self.handle(frame)
         except ChatError as error:
             await self.send_error(error)
@@ -119,6 +122,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame(
                 protocol.error_frame(code=500, detail="Internal error; nothing was changed.")
             )
+
+    def check_frame_rate(self, frame: protocol.ClientFrame) -> None:
+        """Refuse frames beyond CHAT_FRAME_RATE_LIMIT for this socket (429, nothing served)."""
+        limit = settings.CHAT_FRAME_RATE_LIMIT
+        if limit is None:
+            return
+        allowed, self.frame_tat, retry_after = rate_limit_decide(
+            tat=self.frame_tat, now=time.monotonic(), count=limit[0], seconds=limit[1]
+        )
+        if not allowed:
+            detail = f"Too many frames on this socket: at most {limit[0]} every {limit[1]} s."
+            if isinstance(frame, protocol.SendMessage):
+                raise RateLimited(
+                    detail, retry_after=round(retry_after, 3), client_id=frame.client_id
+                )
+            raise ChatError(detail, code=429)
 
     async def handle(self, frame: protocol.ClientFrame) -> None:
         match frame:

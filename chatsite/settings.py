@@ -35,17 +35,15 @@ def _env_positive_int(name: str, default: int) -> int:
     return value
 
 
-def parse_rate_limit(raw: str) -> tuple[int, int] | None:
-    """Parse CHAT_RATE_LIMIT ("N/S", or "0" for off) into (messages, seconds)."""
+def parse_rate_limit(raw: str, *, name: str = "CHAT_RATE_LIMIT") -> tuple[int, int] | None:
+    """Parse a rate limit ("N/S", or "0" for off) into (count, seconds)."""
     raw = raw.strip()
     if raw == "0":
         return None
     count, sep, seconds = raw.partition("/")
     if sep and count.isdigit() and seconds.isdigit() and int(seconds) > 0:
         return (int(count), int(seconds)) if int(count) > 0 else None
-    raise ImproperlyConfigured(
-        f"CHAT_RATE_LIMIT must be N/S (at most N messages per S seconds) or 0, got {raw!r}."
-    )
+    raise ImproperlyConfigured(f"{name} must be N/S (at most N per S seconds) or 0, got {raw!r}.")
 
 
 DEBUG = _env_flag("DJANGO_DEBUG")
@@ -212,6 +210,11 @@ else:
     }
 
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "30/10"))
+# Every frame a socket sends, of any type, N per S seconds (one socket, one process): over it,
+# frames are answered 429 without being served, so no client can keep the server busy.
+CHAT_FRAME_RATE_LIMIT = parse_rate_limit(
+    os.environ.get("CHAT_FRAME_RATE_LIMIT", "200/10"), name="CHAT_FRAME_RATE_LIMIT"
+)
 CHAT_MAX_MESSAGE_LENGTH = _env_positive_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
 CHAT_MAX_SOCKETS_PER_USER = _env_positive_int("CHAT_MAX_SOCKETS_PER_USER", 20)
 # A frame larger than this gets a 413 error, unread (daphne itself closes 1 MiB ones, 1009).

@@ -552,3 +552,21 @@ async def test_read_of_someone_elses_conversation_moves_only_the_readers_own_mar
     assert not await ReadMarker.objects.filter(user=carol).aexists()
     assert await alice_socket.receive_nothing_but_presence()
     assert await bob_socket.receive_nothing_but_presence()
+
+
+async def test_frames_beyond_the_per_socket_frame_rate_get_429_unserved(
+    connect_as, alice, settings
+):
+    settings.CHAT_FRAME_RATE_LIMIT = (3, 60)
+    alice_socket = await connect_as(alice)
+    for _ in range(3):
+        await alice_socket.send({"type": "ping"})
+        assert (await alice_socket.receive_until("pong"))["type"] == "pong"
+    await alice_socket.send({"type": "ping"})
+    refused = await alice_socket.receive()
+    assert refused["type"] == "error" and refused["code"] == 429
+    await alice_socket.send(dm("ALL", "too fast", client_id="fast"))
+    response = await alice_socket.receive_until("response")
+    assert response["code"] == 429 and response["client_id"] == "fast"
+    assert response["retry_after"] > 0
+    assert await stored_messages() == []

@@ -686,8 +686,10 @@ def dormant(make_user: Any) -> Any:
 
 @pytest.fixture
 def chat_settings(settings: Any) -> Any:
-    # Valid message frames must not be refused for speed: the barrage sends many.
+    # Frames must not be refused for speed: the barrage sends thousands a second (the
+    # throttles have tests of their own).
     settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_FRAME_RATE_LIMIT = None
     settings.CHAT_MAX_MESSAGE_LENGTH = MAX_TEXT_LENGTH
     return settings
 

@@ -111,3 +111,8 @@ def test_dropped_group_messages_are_logged_as_warnings():
     assert record.levelno == logging.WARNING and record.levelname == "WARNING"
     chatter = logging.LogRecord("channels_redis.core", logging.INFO, "", 0, "other", (), None)
     assert drops.filter(chatter) is False
+
+
+def test_frame_rate_limit_is_named_in_its_error():
+    with pytest.raises(ImproperlyConfigured, match="CHAT_FRAME_RATE_LIMIT"):
+        parse_rate_limit("fast", name="CHAT_FRAME_RATE_LIMIT")
