@@ -133,6 +133,27 @@ def cookie_of(client: AsyncClient) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment without the variables the chat's settings read."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "CHAT_")) and key not in ("DATABASE_URL", "REDIS_URL")
+    }
+
+
+async def presence_state(socket: Any, seconds: float = 5, **expected: list[str]) -> dict:
+    """Merge presence frames until each named user has the expected state: online=[...]."""
+    state: dict[str, str] = {}
+    wanted = {name: kind for kind, names in expected.items() for name in names}
+    while any(state.get(name) != kind for name, kind in wanted.items()):
+        frame = await socket.receive_until("presence", seconds)
+        for kind in ("online", "offline"):
+            for name in frame[kind]:
+                state[name] = kind
+    return state
+
+
 def socket_headers(
     *, cookie: str | None, origin: str | None = "http://localhost", host: str = "localhost"
 ) -> list[tuple[bytes, bytes]]:
@@ -183,17 +204,6 @@ class ChatSocket:
             output = await self.communicator.receive_output(timeout=seconds)
             if output["type"] == "websocket.close":
                 return output.get("code", 1000)
-
-    async def presence_until(self, seconds: float = 3, **expected: list[str]) -> dict:
-        """Merge presence frames until each named user has the expected state: online=[...]."""
-        state: dict[str, str] = {}
-        wanted = {name: kind for kind, names in expected.items() for name in names}
-        while any(state.get(name) != kind for name, kind in wanted.items()):
-            frame = await self.receive_until("presence", seconds)
-            for kind in ("online", "offline"):
-                for name in frame[kind]:
-                    state[name] = kind
-        return state
 
     async def close(self) -> None:
         await self.communicator.disconnect()

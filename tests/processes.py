@@ -9,7 +9,6 @@ import atexit
 import contextlib
 import http.client
 import json
-import os
 import shutil
 import signal
 import socket
@@ -220,11 +219,9 @@ class ServerProcess:
         return self.process.pid if self.process is not None else None
 
     def environment(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("DJANGO_", "CHAT_")) and key not in ("DATABASE_URL", "REDIS_URL")
-        }
+        from tests.conftest import environment_without_settings
+
+        env = environment_without_settings()
         env.update(
             DJANGO_SETTINGS_MODULE="chatsite.settings",
             # The test settings' key, so sessions made in the test validate in the server.

@@ -9,6 +9,7 @@ from channels.testing import WebsocketCommunicator
 from chat.consumers import ChatConsumer
 from chat.presence import MemoryPresenceStore, RedisPresenceStore
 from chat.runtime import get_runtime
+from tests.conftest import presence_state
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -97,7 +98,7 @@ async def test_usernames_and_online_ids_answer_for_many_users(store):
 @pytest.mark.django_db(transaction=True)
 async def test_changes_within_a_second_go_out_together_in_one_frame(connect_as, make_user):
     watcher = await connect_as(await database_sync_to_async(make_user)("watcher"))
-    await watcher.presence_until(online=["watcher"])
+    await presence_state(watcher, online=["watcher"])
     users = [await database_sync_to_async(make_user)(f"user{i}") for i in range(5)]
     for user in users:
         await connect_as(user)
@@ -109,12 +110,12 @@ async def test_changes_within_a_second_go_out_together_in_one_frame(connect_as, 
 async def test_a_second_tab_opening_or_closing_changes_nothing(connect_as, alice, bob):
     alice_socket = await connect_as(alice)
     bob_first = await connect_as(bob)
-    await alice_socket.presence_until(online=["alice", "bob"])
+    await presence_state(alice_socket, online=["alice", "bob"])
     bob_second = await connect_as(bob)
     await bob_second.close()
     assert await alice_socket.receive_nothing(seconds=1.5)
     await bob_first.close()
-    assert await alice_socket.presence_until(offline=["bob"]) == {"bob": "offline"}
+    assert await presence_state(alice_socket, offline=["bob"]) == {"bob": "offline"}
 
 
 @pytest.mark.django_db(transaction=True)

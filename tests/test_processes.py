@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 
 from chat.models import Message
-from tests.conftest import cookie_of, logged_in_client
+from tests.conftest import cookie_of, logged_in_client, presence_state
 
 pytestmark = [pytest.mark.processes, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -28,18 +28,6 @@ def servers(two_servers, settings):
     }
     channel_layers.backends.clear()
     return two_servers
-
-
-async def presence_state(socket, seconds: float = 5, **expected: list[str]) -> dict[str, str]:
-    """Merge presence frames until each named user has the expected state."""
-    state: dict[str, str] = {}
-    wanted = {name: kind for kind, names in expected.items() for name in names}
-    while any(state.get(name) != kind for name, kind in wanted.items()):
-        frame = await socket.receive_until("presence", seconds)
-        for kind in ("online", "offline"):
-            for name in frame[kind]:
-                state[name] = kind
-    return state
 
 
 async def test_hello_and_presence_agree_across_processes(servers, live_socket, alice, bob):

@@ -1,6 +1,5 @@
 """The HTTP surface: security headers, log-in throttling, deployment checks."""
 
-import os
 import re
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, environment_without_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,11 +106,7 @@ def test_a_successful_login_resets_the_failure_count(client, alice, settings):
 
 
 def test_check_deploy_reports_nothing_with_https_and_production_settings():
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "CHAT_")) and k not in ("DATABASE_URL", "REDIS_URL")
-    }
+    env = environment_without_settings()
     env.update(
         DJANGO_SETTINGS_MODULE="chatsite.settings",
         DJANGO_HTTPS="1",

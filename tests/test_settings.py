@@ -1,7 +1,6 @@
 """Settings come from the environment; a bad value stops start-up and names the fix."""
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from chat.logging import CapacityDropsAsWarnings
 from chatsite.settings import parse_rate_limit
+from tests.conftest import environment_without_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with exactly these chat variables."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "CHAT_")) and k not in ("DATABASE_URL", "REDIS_URL")
-    }
+    clean = environment_without_settings()
     code = (
         "import chatsite.settings as s; "
         "print(s.DEBUG, s.ALLOWED_HOSTS, s.CHAT_MAX_MESSAGE_LENGTH, s.CHAT_RATE_LIMIT, "
