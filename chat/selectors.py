@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
-from django.db.models import Count, F, Max, OuterRef, Subquery, Value
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils.crypto import constant_time_compare
 
@@ -105,6 +105,25 @@ def session_close_code(*, session_key: str | None, user_id: int) -> int | None:
     if not any(constant_time_compare(stored, known) for known in valid):
         return 4401
     return None
+
+
+def users_active_by_username(*, usernames: set[str]) -> dict[str, User]:
+    """The active users among these usernames, by username, in one query."""
+    candidates = [name for name in usernames if _could_be_username(name)]
+    if not candidates:
+        return {}
+    return {u.username: u for u in User.objects.filter(username__in=candidates, is_active=True)}
+
+
+def messages_by_client_id(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+    """Stored messages by (sender id, client id), in one query on the unique index."""
+    if not keys:
+        return {}
+    match = Q()
+    for sender_id, client_id in keys:
+        match |= Q(sender_id=sender_id, client_id=client_id)
+    found = Message.objects.filter(match).select_related("recipient")
+    return {(m.sender_id, m.client_id): m for m in found}
 
 
 def peer_resolve(*, peer: str) -> User | None:

@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from . import protocol, selectors
-from .exceptions import RateLimited
+from .batching import Batcher
+from .exceptions import ChatError, NotFound, RateLimited
 from .groups import GLOBAL_GROUP, session_group, user_group
 from .models import Message, ReadMarker, User
 from .presence import get_presence_store
@@ -50,30 +51,15 @@ def _lock_message_order() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_MESSAGE_LOCK_KEY])
 
 
-def _message_store(
-    *, sender: User, recipient_name: str, text: str, client_id: str | None
-) -> _Stored:
-    recipient = (
-        None
-        if recipient_name == protocol.GLOBAL_PEER
-        else selectors.user_get_active(username=recipient_name)
-    )
-    try:
-        with transaction.atomic():
-            _lock_message_order()
-            message = Message.objects.create(
-                sender=sender, recipient=recipient, text=text, client_id=client_id
-            )
-        created = True
-    except IntegrityError:
-        if client_id is None:
-            raise
-        # A resend: the first message with this client_id stands, nothing new is stored.
-        message = Message.objects.select_related("recipient").get(
-            sender=sender, client_id=client_id
-        )
-        recipient = message.recipient
-        created = False
+@dataclass(frozen=True, slots=True)
+class _ToStore:
+    sender: User
+    recipient_name: str
+    text: str
+    client_id: str | None
+
+
+def _stored(message: Message, *, sender: User, recipient: User | None, created: bool) -> _Stored:
     payload = protocol.message_payload(
         id=message.pk,
         sender=sender.get_username(),
@@ -88,6 +74,95 @@ def _message_store(
     )
 
 
+def _messages_store(requests: list[_ToStore]) -> list[_Stored | Exception]:
+    """Store a batch of messages in one transaction; one result or error per request."""
+    names = {r.recipient_name for r in requests if r.recipient_name != protocol.GLOBAL_PEER}
+    recipients = selectors.users_active_by_username(usernames=names)
+    results: list[_Stored | Exception | None] = [None] * len(requests)
+    new: list[tuple[int, Message, User | None]] = []
+    first_of: dict[tuple[int, str], int] = {}
+    try:
+        with transaction.atomic():
+            _lock_message_order()
+            # Inside the lock no other writer runs, so this read of earlier client ids holds.
+            earlier = selectors.messages_by_client_id(
+                keys={(r.sender.pk, r.client_id) for r in requests if r.client_id}
+            )
+            for index, request in enumerate(requests):
+                if request.recipient_name == protocol.GLOBAL_PEER:
+                    recipient = None
+                elif request.recipient_name in recipients:
+                    recipient = recipients[request.recipient_name]
+                else:
+                    results[index] = NotFound(
+                        f"No active user is named {request.recipient_name[:40]!r}."
+                    )
+                    continue
+                key = (request.sender.pk, request.client_id or "")
+                if request.client_id and key in earlier:
+                    message = earlier[key]
+                    results[index] = _stored(
+                        message, sender=request.sender, recipient=message.recipient, created=False
+                    )
+                    continue
+                if request.client_id and key in first_of:
+                    continue  # the same resend twice in one batch: filled in below
+                message = Message(
+                    sender=request.sender,
+                    recipient=recipient,
+                    text=request.text,
+                    client_id=request.client_id,
+                )
+                new.append((index, message, recipient))
+                if request.client_id:
+                    first_of[key] = index
+            Message.objects.bulk_create([message for _, message, _ in new])
+    except IntegrityError:
+        # Another process stored one of these client ids meanwhile (SQLite only: PostgreSQL
+        # writers hold the lock): store them one by one, each resend resolved on its own.
+        return [_message_store_one(request) for request in requests]
+    for index, message, recipient in new:
+        results[index] = _stored(
+            message, sender=requests[index].sender, recipient=recipient, created=True
+        )
+    for index, request in enumerate(requests):
+        if results[index] is None:
+            first = results[first_of[(request.sender.pk, request.client_id or "")]]
+            assert isinstance(first, _Stored)
+            results[index] = _Stored(
+                payload=first.payload, created=False, recipient_id=first.recipient_id
+            )
+    return results  # type: ignore[return-value]
+
+
+def _message_store_one(request: _ToStore) -> _Stored | Exception:
+    try:
+        recipient = (
+            None
+            if request.recipient_name == protocol.GLOBAL_PEER
+            else selectors.user_get_active(username=request.recipient_name)
+        )
+        with transaction.atomic():
+            _lock_message_order()
+            message = Message.objects.create(
+                sender=request.sender,
+                recipient=recipient,
+                text=request.text,
+                client_id=request.client_id,
+            )
+        return _stored(message, sender=request.sender, recipient=recipient, created=True)
+    except IntegrityError:
+        message = Message.objects.select_related("recipient").get(
+            sender=request.sender, client_id=request.client_id
+        )
+        return _stored(message, sender=request.sender, recipient=message.recipient, created=False)
+    except ChatError as error:
+        return error
+
+
+_message_writer: Batcher[_ToStore, _Stored] = Batcher(_messages_store)
+
+
 async def message_send(
     *, sender: User, recipient: str, text: str, client_id: str | None
 ) -> MessageSent:
@@ -100,8 +175,8 @@ async def message_send(
             f"Retry in {retry_after:.1f} s; nothing was stored.",
             retry_after=round(retry_after, 3),
         )
-    stored = await database_sync_to_async(_message_store)(
-        sender=sender, recipient_name=recipient, text=text, client_id=client_id
+    stored = await _message_writer.submit(
+        _ToStore(sender=sender, recipient_name=recipient, text=text, client_id=client_id)
     )
     if stored.recipient_id is None:
         online = True
