@@ -193,10 +193,13 @@ return live
 _ONLINE_ALL = (
     _NOW
     + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 local names = {}
-for _, user_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  local name = redis.call('HGET', KEYS[2], user_id)
-  if name then table.insert(names, name) end
+for start = 1, #ids, 1000 do
+  local found = redis.call('HMGET', KEYS[2], unpack(ids, start, math.min(start + 999, #ids)))
+  for _, name in ipairs(found) do
+    if name then table.insert(names, name) end
+  end
 end
 return names
 """

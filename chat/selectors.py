@@ -207,13 +207,13 @@ def message_sync_list(
 
 
 def message_last_visible_id(*, user_id: int) -> int:
-    """The newest message id the user can see, 0 when there is none."""
-    newest = 0
-    for query in _visible_queries(user_id=user_id):
-        found = query.order_by("-id").values_list("id", flat=True).first()
-        if found is not None and found > newest:
-            newest = found
-    return newest
+    """The newest message id the user can see, 0 when there is none (one query)."""
+    newest = {
+        f"newest_{index}": Subquery(query.order_by("-id").values("id")[:1])
+        for index, query in enumerate(_visible_queries(user_id=user_id))
+    }
+    row = User.objects.filter(pk=user_id).values(**newest).first() or {}
+    return max((value for value in row.values() if value is not None), default=0)
 
 
 def conversation_last_id(*, user: User, peer: User | None) -> int:
