@@ -7,6 +7,7 @@ from django.db import OperationalError
 from django.test import AsyncClient
 
 from chat import health
+from chatsite.settings import redis_channel_layer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,10 +29,7 @@ async def test_healthz_is_ok_when_database_and_channel_layer_answer():
 
 async def test_healthz_is_503_naming_the_channel_layer_when_redis_is_down(settings):
     settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port()}/0"]},
-        }
+        "default": redis_channel_layer(f"redis://127.0.0.1:{closed_port()}/0")
     }
     response = await AsyncClient().get("/healthz")
     assert response.status_code == 503

@@ -7,6 +7,7 @@ from django.urls import path
 
 from chat.consumers import ChatConsumer
 from chat.security import SameOriginValidator
+from chatsite.settings import redis_channel_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -14,15 +15,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 @pytest.fixture
 def two_processes(settings, redis_url):
     """The default layer is process one; the returned app serves sockets of process two."""
-    config = {
-        "hosts": [{"address": redis_url, "socket_timeout": None}],
-        "prefix": "test-chat",
-        "capacity": 1000,
-    }
     settings.REDIS_URL = redis_url
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config},
-        "second": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config},
+        "default": redis_channel_layer(redis_url),
+        "second": redis_channel_layer(redis_url),
     }
     consumer = ChatConsumer.as_asgi(channel_layer_alias="second")
     return SameOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/chat/", consumer)])))

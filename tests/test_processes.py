@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 
 from chat.models import Message
+from chatsite.settings import redis_channel_layer
 from tests.conftest import cookie_of, logged_in_client, presence_state
 
 pytestmark = [pytest.mark.processes, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -20,12 +21,7 @@ def servers(two_servers, settings):
     first, _ = two_servers
     url = first.environment()["REDIS_URL"]
     settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": url, "socket_timeout": None}], "prefix": "chat"},
-        }
-    }
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(url)}
     channel_layers.backends.clear()
     return two_servers
 

@@ -74,7 +74,7 @@ def test_environment_selects_redis_postgres_and_limits():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == (
         "True ['chat.example.com', '.example.org'] 100 None "
-        "channels_redis.core.RedisChannelLayer django.db.backends.postgresql"
+        "channels_redis.pubsub.RedisPubSubChannelLayer django.db.backends.postgresql"
     )
 
 
@@ -112,3 +112,12 @@ def test_dropped_group_messages_are_logged_as_warnings():
 def test_frame_rate_limit_is_named_in_its_error():
     with pytest.raises(ImproperlyConfigured, match="CHAT_FRAME_RATE_LIMIT"):
         parse_rate_limit("fast", name="CHAT_FRAME_RATE_LIMIT")
+
+
+def test_deployments_on_one_redis_server_get_their_own_pubsub_channels():
+    from chatsite.settings import redis_channel_layer
+
+    first = redis_channel_layer("redis://127.0.0.1:6379/1")["CONFIG"]["prefix"]
+    second = redis_channel_layer("rediss://:secret@127.0.0.1:6380/2")["CONFIG"]["prefix"]
+    assert first != second
+    assert redis_channel_layer("redis://127.0.0.1:6379")["CONFIG"]["prefix"] == "chat0:"
