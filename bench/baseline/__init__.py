@@ -1,0 +1,1 @@
+"""A tutorial-grade Channels chat, the baseline the real server is measured against."""
