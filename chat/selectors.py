@@ -47,10 +47,11 @@ def user_get_active(*, username: str) -> User:
     return user
 
 
-# username -> (user id or None, expires at): typing frames may come on every keystroke, and
-# must not cost a query each. Entries for unknown names expire sooner.
+# username -> (user id or None, expires at): typing frames may come on every keystroke and
+# DMs go to the same few people, and neither should cost a query each. A save clears the
+# entry in its own process; other processes see a deactivation within _ACTIVE_ID_SECONDS.
 _active_ids: dict[str, tuple[int | None, float]] = {}
-_ACTIVE_ID_SECONDS = 60.0
+_ACTIVE_ID_SECONDS = 5.0
 _UNKNOWN_SECONDS = 5.0
 _ACTIVE_ID_ENTRIES = 10_000
 
@@ -107,12 +108,30 @@ def session_close_code(*, session_key: str | None, user_id: int) -> int | None:
     return None
 
 
-def users_active_by_username(*, usernames: set[str]) -> dict[str, User]:
-    """The active users among these usernames, by username, in one query."""
-    candidates = [name for name in usernames if _could_be_username(name)]
-    if not candidates:
-        return {}
-    return {u.username: u for u in User.objects.filter(username__in=candidates, is_active=True)}
+def users_active_ids(*, usernames: set[str]) -> dict[str, int]:
+    """The ids of the active users among these usernames: cached, the rest in one query."""
+    now = time.monotonic()
+    found: dict[str, int] = {}
+    missing = []
+    for name in usernames:
+        cached = _active_ids.get(name)
+        if cached is not None and cached[1] > now:
+            if cached[0] is not None:
+                found[name] = cached[0]
+        elif _could_be_username(name):
+            missing.append(name)
+    if missing:
+        if len(_active_ids) >= _ACTIVE_ID_ENTRIES:
+            _active_ids.clear()
+        ids = dict(
+            User.objects.filter(username__in=missing, is_active=True).values_list("username", "id")
+        )
+        for name in missing:
+            user_id = ids.get(name)
+            ttl = _ACTIVE_ID_SECONDS if user_id is not None else _UNKNOWN_SECONDS
+            _active_ids[name] = (user_id, now + ttl)
+        found.update(ids)
+    return found
 
 
 def messages_by_client_id(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:

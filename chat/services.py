@@ -59,27 +59,36 @@ class _ToStore:
     client_id: str | None
 
 
-def _stored(message: Message, *, sender: User, recipient: User | None, created: bool) -> _Stored:
+def _stored(
+    message: Message, *, sender: User, recipient: tuple[int, str] | None, created: bool
+) -> _Stored:
+    """The result for one message; recipient is (id, username), None for ALL."""
     payload = protocol.message_payload(
         id=message.pk,
         sender=sender.get_username(),
-        recipient=recipient.get_username() if recipient is not None else None,
+        recipient=recipient[1] if recipient is not None else None,
         text=message.text,
         sent_at=message.sent_at,
     )
     return _Stored(
         payload=payload,
         created=created,
-        recipient_id=recipient.pk if recipient is not None else None,
+        recipient_id=recipient[0] if recipient is not None else None,
     )
+
+
+def _recipient_of(message: Message) -> tuple[int, str] | None:
+    if message.recipient is None:
+        return None
+    return message.recipient.pk, message.recipient.get_username()
 
 
 def _messages_store(requests: list[_ToStore]) -> list[_Stored | Exception]:
     """Store a batch of messages in one transaction; one result or error per request."""
     names = {r.recipient_name for r in requests if r.recipient_name != protocol.GLOBAL_PEER}
-    recipients = selectors.users_active_by_username(usernames=names)
+    recipients = selectors.users_active_ids(usernames=names)
     results: list[_Stored | Exception | None] = [None] * len(requests)
-    new: list[tuple[int, Message, User | None]] = []
+    new: list[tuple[int, Message, tuple[int, str] | None]] = []
     first_of: dict[tuple[int, str], int] = {}
     try:
         with transaction.atomic():
@@ -92,7 +101,7 @@ def _messages_store(requests: list[_ToStore]) -> list[_Stored | Exception]:
                 if request.recipient_name == protocol.GLOBAL_PEER:
                     recipient = None
                 elif request.recipient_name in recipients:
-                    recipient = recipients[request.recipient_name]
+                    recipient = (recipients[request.recipient_name], request.recipient_name)
                 else:
                     results[index] = NotFound(
                         f"No active user is named {request.recipient_name[:40]!r}."
@@ -102,14 +111,17 @@ def _messages_store(requests: list[_ToStore]) -> list[_Stored | Exception]:
                 if request.client_id and key in earlier:
                     message = earlier[key]
                     results[index] = _stored(
-                        message, sender=request.sender, recipient=message.recipient, created=False
+                        message,
+                        sender=request.sender,
+                        recipient=_recipient_of(message),
+                        created=False,
                     )
                     continue
                 if request.client_id and key in first_of:
                     continue  # the same resend twice in one batch: filled in below
                 message = Message(
                     sender=request.sender,
-                    recipient=recipient,
+                    recipient_id=recipient[0] if recipient is not None else None,
                     text=request.text,
                     client_id=request.client_id,
                 )
@@ -150,12 +162,15 @@ def _message_store_one(request: _ToStore) -> _Stored | Exception:
                 text=request.text,
                 client_id=request.client_id,
             )
-        return _stored(message, sender=request.sender, recipient=recipient, created=True)
+        recipient_of = _recipient_of(message)
+        return _stored(message, sender=request.sender, recipient=recipient_of, created=True)
     except IntegrityError:
         message = Message.objects.select_related("recipient").get(
             sender=request.sender, client_id=request.client_id
         )
-        return _stored(message, sender=request.sender, recipient=message.recipient, created=False)
+        return _stored(
+            message, sender=request.sender, recipient=_recipient_of(message), created=False
+        )
     except ChatError as error:
         return error
 

@@ -570,3 +570,13 @@ async def test_frames_beyond_the_per_socket_frame_rate_get_429_unserved(
     assert response["code"] == 429 and response["client_id"] == "fast"
     assert response["retry_after"] > 0
     assert await stored_messages() == []
+
+
+async def test_a_dm_to_a_user_deactivated_a_moment_ago_is_404(connect_as, alice, bob):
+    alice_socket = await connect_as(alice)
+    await alice_socket.send(dm("bob", "before"))
+    assert (await alice_socket.receive_until("response"))["code"] == 202
+    bob.is_active = False
+    await bob.asave()
+    await alice_socket.send(dm("bob", "after"))
+    assert (await alice_socket.receive_until("response"))["code"] == 404
