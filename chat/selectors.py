@@ -19,15 +19,9 @@ from .models import Message, ReadMarker, User
 
 SYNC_LIMIT = 500
 USERNAME_MAX_LENGTH = User._meta.get_field("username").max_length
-_FIELDS = (
-    "id",
-    "sender_id",
-    "sender__username",
-    "recipient__username",
-    "text",
-    "sent_at",
-    "client_id",
-)
+# No joins: with the users table joined, PostgreSQL sometimes reads a whole conversation to
+# sort it instead of walking the index; usernames come from one small query per page.
+_FIELDS = ("id", "sender_id", "recipient_id", "text", "sent_at", "client_id")
 
 
 def _could_be_username(name: str) -> bool:
@@ -155,14 +149,22 @@ def peer_resolve(*, peer: str) -> User | None:
     return user
 
 
-def _payload(row: dict[str, Any]) -> dict[str, Any]:
-    return protocol.message_payload(
-        id=row["id"],
-        sender=row["sender__username"],
-        recipient=row["recipient__username"],
-        text=row["text"],
-        sent_at=row["sent_at"],
-    )
+def _payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MESSAGE for each row, with the usernames of all its users from one query."""
+    user_ids = {row["sender_id"] for row in rows} | {
+        row["recipient_id"] for row in rows if row["recipient_id"] is not None
+    }
+    names = dict(User.objects.filter(id__in=user_ids).values_list("id", "username"))
+    return [
+        protocol.message_payload(
+            id=row["id"],
+            sender=names[row["sender_id"]],
+            recipient=names[row["recipient_id"]] if row["recipient_id"] is not None else None,
+            text=row["text"],
+            sent_at=row["sent_at"],
+        )
+        for row in rows
+    ]
 
 
 def _newest_first(queries: list, *, limit: int) -> tuple[list[dict[str, Any]], bool]:
@@ -195,7 +197,7 @@ def message_history_list(
     if before is not None:
         queries = [query.filter(id__lt=before) for query in queries]
     rows, has_more = _newest_first(queries, limit=limit)
-    return [_payload(row) for row in reversed(rows)], has_more
+    return _payloads(list(reversed(rows))), has_more
 
 
 def _visible_queries(*, user_id: int) -> list:
@@ -217,11 +219,12 @@ def message_sync_list(
         for row in query.filter(id__gt=after).order_by("id").values(*_FIELDS)[: limit + 1]:
             rows[row["id"]] = row
     ordered = sorted(rows.values(), key=lambda row: row["id"])
-    frames = []
-    for row in ordered[:limit]:
+    page = ordered[:limit]
+    frames = [
         # The sender's own client_id lets another tab match the message to its pending send.
-        client_id = row["client_id"] if row["sender_id"] == user_id else None
-        frames.append(protocol.message_frame(_payload(row), client_id))
+        protocol.message_frame(payload, row["client_id"] if row["sender_id"] == user_id else None)
+        for row, payload in zip(page, _payloads(page), strict=True)
+    ]
     return frames, len(ordered) > limit
 
 
@@ -298,9 +301,8 @@ def conversation_list(*, user: User) -> list[dict[str, Any]]:
     conversations[None] = [global_last or 0, global_unread]
 
     last_ids = [last for last, _ in conversations.values() if last]
-    last_messages = {
-        row["id"]: _payload(row) for row in Message.objects.filter(id__in=last_ids).values(*_FIELDS)
-    }
+    last_rows = list(Message.objects.filter(id__in=last_ids).values(*_FIELDS))
+    last_messages = {payload["id"]: payload for payload in _payloads(last_rows)}
     names = dict(
         User.objects.filter(
             id__in=[peer for peer in conversations if peer is not None]
