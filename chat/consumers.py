@@ -60,6 +60,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
         self.user, self.user_id, self.username = user, user.pk, user.get_username()
+        if get_runtime().closing:
+            # This process is stopping: the client should go to another one.
+            await self.accept()
+            await self.close(code=protocol.CLOSE_SERVICE_RESTART)
+            self.user = None
+            return
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
         try:

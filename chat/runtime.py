@@ -6,6 +6,7 @@ There is one Runtime per event loop (one per process under daphne, one per test)
 """
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
@@ -56,6 +57,11 @@ class Runtime:
     @property
     def sockets(self) -> list[Socket]:
         return list(self._sockets)
+
+    @property
+    def closing(self) -> bool:
+        """True once SIGTERM arrived: new sockets are turned away with 1012."""
+        return self._closing
 
     async def add(self, socket: Socket) -> int:
         """Count a newly authenticated socket as online and keep it renewed.
@@ -141,6 +147,8 @@ class Runtime:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
+        # Changes queued while this flush waits on Redis belong to the next window.
+        self._flush = None
         await self._flush_now()
 
     async def _flush_now(self) -> None:
@@ -234,6 +242,11 @@ class Runtime:
                 logger.warning("SIGTERM: presence not updated, Redis: %s", error)
             logger.info("SIGTERM: closed %d sockets with 1012", closed)
             await asyncio.sleep(0.3)
+            # Anything that slipped in meanwhile leaves presence too.
+            with contextlib.suppress(*REDIS_ERRORS):
+                for socket in self.sockets:
+                    await self.remove(socket)
+                await self._flush_now()
         if callable(previous):
             previous(signum, frame)
         else:
