@@ -3,6 +3,7 @@
 import { Api, ApiError } from './api.js';
 import { Composer } from './composer.js';
 import { ConversationView } from './conversation.js';
+import { Notifier } from './notify.js';
 import {
   createConversationItem,
   createPersonItem,
@@ -14,6 +15,10 @@ import { ChatSocket, CloseReason, ConnState } from './socket.js';
 import { ALL, ChatState } from './state.js';
 
 const TYPING_SHOWN_MS = 4000;
+// Below this width the conversation sits under the lists (see site.css).
+const NARROW = window.matchMedia('(max-width: 699px)');
+// Touch screens: focusing the composer would pop up the keyboard over the conversation.
+const COARSE_POINTER = window.matchMedia('(pointer: coarse)');
 
 function socketUrl(path) {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
@@ -52,6 +57,8 @@ class ChatApp {
       status: byId('connection-status'),
       connectionNote: byId('connection-note'),
       typing: byId('typing-indicator'),
+      conversation: byId('conversation'),
+      back: byId('conversations-back'),
     };
     this.typingTimers = new Map(); // sender -> timeout id
     this.socket = new ChatSocket(socketUrl(root.dataset.socketPath), {
@@ -80,16 +87,25 @@ class ChatApp {
       me: this.me,
     });
     this.textarea = textarea;
+    this.notifier = new Notifier({
+      offer: byId('notifications-offer'),
+      button: byId('enable-notifications'),
+      note: byId('notifications-note'),
+      onOpen: (peer) => this.choose(peer),
+      focusAfter: textarea,
+    });
     this.bindEvents();
   }
 
   bindEvents() {
     const openFromList = (event) => {
       const button = event.target.closest('button[data-peer]');
-      if (button) this.open(button.dataset.peer);
+      if (button) this.choose(button.dataset.peer);
     };
-    this.dom.conversations.addEventListener('click', openFromList);
-    this.dom.online.addEventListener('click', openFromList);
+    for (const list of [this.dom.conversations, this.dom.online]) {
+      list.addEventListener('click', openFromList);
+      list.addEventListener('keydown', (event) => moveInList(list, event));
+    }
     this.dom.newConversation.addEventListener('keydown', (event) => {
       if (event.key !== 'Enter' || event.isComposing || event.keyCode === 229) return;
       event.preventDefault();
@@ -129,6 +145,19 @@ class ChatApp {
     this.markOpenRead();
   }
 
+  /** The user picked a conversation from a list or a notification: open it and go there. */
+  choose(peer) {
+    const opening = this.open(peer);
+    this.reveal({ focus: !COARSE_POINTER.matches });
+    return opening;
+  }
+
+  /** Scroll the conversation into view where it sits under the lists; focus the composer. */
+  reveal({ focus }) {
+    if (NARROW.matches) this.dom.conversation.scrollIntoView({ block: 'start' });
+    if (focus) this.textarea.focus({ preventScroll: NARROW.matches });
+  }
+
   async startConversation(name) {
     const note = this.dom.newConversationNote;
     if (!name) return;
@@ -150,8 +179,9 @@ class ChatApp {
     }
     setNote(note, '');
     this.dom.newConversation.value = '';
-    this.textarea.focus();
-    await this.open(name, firstPage);
+    const opening = this.open(name, firstPage);
+    this.reveal({ focus: true }); // a keyboard typed the name: it goes on typing the message
+    await opening;
   }
 
   onFrame(frame) {
@@ -203,10 +233,11 @@ class ChatApp {
     const { conversation, added } = this.state.addMessage(message);
     if (!added) return; // a replay or a second delivery
     const mine = message.sender === this.me;
+    if (!mine && message.recipient === this.me) this.notifier.directMessage(message);
     if (conversation.peer === this.state.openPeer) {
       this.view.showNew(message, { mine });
       if (!mine && document.visibilityState !== 'visible') conversation.unread += 1;
-      else if (!mine) this.markOpenRead();
+      else if (!mine && !this.socket.isSyncing) this.markOpenRead(); // a replay: once, when caught up
     } else if (!mine) {
       conversation.unread += 1;
     }
@@ -288,6 +319,8 @@ class ChatApp {
     });
     const unread = this.state.totalUnread();
     document.title = unread > 0 ? `(${unread}) Chat` : 'Chat';
+    // On a phone the list is scrolled away: the way back says what waits there.
+    this.dom.back.textContent = unread > 0 ? `All conversations (${unread} unread)` : 'All conversations';
   }
 
   renderOnline() {
@@ -295,6 +328,22 @@ class ChatApp {
     syncKeyedList(this.dom.online, names, { key: (name) => name, create: createPersonItem, update: () => {} });
     this.dom.onlineEmpty.hidden = names.length > 0;
   }
+}
+
+/** Up and Down arrows, Home and End move between the buttons of a list; Tab still leaves it. */
+function moveInList(list, event) {
+  if (!['ArrowDown', 'ArrowUp', 'Home', 'End'].includes(event.key)) return;
+  const buttons = [...list.querySelectorAll('button[data-peer]')];
+  const index = buttons.indexOf(event.target.closest('button[data-peer]'));
+  if (index < 0) return;
+  const next = {
+    ArrowDown: Math.min(index + 1, buttons.length - 1),
+    ArrowUp: Math.max(index - 1, 0),
+    Home: 0,
+    End: buttons.length - 1,
+  }[event.key];
+  event.preventDefault();
+  buttons[next].focus();
 }
 
 const root = document.getElementById('chat');

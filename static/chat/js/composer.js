@@ -13,24 +13,28 @@ export function newClientId() {
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function refusalText(frame, text) {
+/** Why a send was refused, in words; `pending` is what was sent. The text stays in the composer. */
+function refusalText(frame, { recipient, text }) {
   const detail = typeof frame.detail === 'string' ? frame.detail : '';
   switch (frame.code) {
     case 404:
-      return 'User not found';
+      return `User ${recipient} was not found; the message was not sent.`;
     case 413: {
       const max = frame.max_length ?? frame.limit ?? limitFromDetail(detail);
-      if (Number.isInteger(max)) return `Message is too long (max ${max} characters)`;
-      return `Message is too long (${detail || `${[...text].length} characters`})`;
+      const length = [...text].length;
+      if (Number.isInteger(max)) {
+        return `Message is too long: at most ${max} characters, this one has ${length}. Shorten it and send again.`;
+      }
+      return `Message is too long (${detail || `${length} characters`}). Shorten it and send again.`;
     }
     case 429: {
       const wait = Math.max(1, Math.ceil(Number(frame.retry_after) || 1));
-      return `Sending too fast — wait ${wait} s and retry`;
+      return `Sending too fast: wait ${wait} s and retry.`;
     }
     case 400:
-      return detail ? `Message not sent: ${detail}` : 'Message not sent: the server refused it';
+      return detail ? `Message not sent: ${detail}` : 'Message not sent: the server refused it.';
     default:
-      return `Message not sent (error ${frame.code})${detail ? `: ${detail}` : ''}`;
+      return `Message not sent (error ${frame.code})${detail ? `: ${detail}` : ''}.`;
   }
 }
 
@@ -118,7 +122,7 @@ export class Composer {
       setNote(this.note, '');
       return;
     }
-    setNote(this.note, refusalText(frame, pending.text));
+    setNote(this.note, refusalText(frame, pending));
   }
 
   /** The open conversation changed: typing notices start afresh. */

@@ -28,7 +28,7 @@ export function formatTime(iso) {
   if (Number.isNaN(date.getTime())) return '';
   const now = new Date();
   if (date.toDateString() === now.toDateString()) {
-    return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+    return date.toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' });
   }
   return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }
@@ -160,15 +160,16 @@ export function createConversationItem(conversation) {
   const button = element('button', 'conv');
   button.type = 'button';
   button.dataset.peer = conversation.peer;
-  // The accessible name is exactly the peer; count and preview become the description.
-  const name = displayName(conversation.peer);
-  button.setAttribute('aria-label', name);
+  // The accessible name is exactly the peer, from the one part not hidden from the tree, so
+  // the name is also the visible label (WCAG 2.5.3, no aria-label). Count and preview are
+  // the description: hidden themselves so a screen reader does not say them twice.
   const badge = element('span', 'conv__badge');
   badge.id = uniqueId('conv-unread');
   const preview = element('span', 'conv__preview');
   preview.id = uniqueId('conv-preview');
+  for (const part of [badge, preview]) part.setAttribute('aria-hidden', 'true');
   button.setAttribute('aria-describedby', `${badge.id} ${preview.id}`);
-  button.append(element('span', 'conv__name', name), badge, preview);
+  button.append(element('span', 'conv__name', displayName(conversation.peer)), badge, preview);
   li.append(button);
   return li;
 }
@@ -180,10 +181,8 @@ export function updateConversationItem(li, conversation, { me, openPeer }) {
   badge.hidden = unread === 0;
   if (unread > 0) {
     badge.replaceChildren(String(unread), element('span', 'visually-hidden', ' unread'));
-    button.title = `${unread} unread`;
   } else {
     badge.replaceChildren();
-    button.removeAttribute('title');
   }
   preview.textContent = previewText(conversation, me);
   button.classList.toggle('conv--unread', unread > 0);

@@ -23,6 +23,9 @@ export const CloseReason = Object.freeze({
 });
 
 const BACKOFF_MIN_MS = 500;
+// After 1012 (the process is stopping) wait 1-2 s: the stopping process still accepts sockets
+// for a moment and then drops them, and the wait spreads its clients' reconnects over time.
+const RESTART_WAIT_MS = 1000;
 const BACKOFF_MAX_MS = 15000;
 const PING_EVERY_MS = 25000;
 const PONG_TIMEOUT_MS = 10000;
@@ -59,6 +62,11 @@ export class ChatSocket {
 
   get isOpen() {
     return this.#state === ConnState.OPEN;
+  }
+
+  /** True while a sync's replay is arriving. */
+  get isSyncing() {
+    return this.#syncing;
   }
 
   /** Start connecting; `initialCursor` is the newest id the page already loaded over HTTP. */
@@ -240,7 +248,8 @@ export class ChatSocket {
     if (!this.#transition(ConnState.WAITING)) return;
     if (!wasOpen) this.#checkStillSignedIn();
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.#attempt);
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter spreads a mass reconnect
+    let delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter spreads a mass reconnect
+    if (code === 1012) delay = RESTART_WAIT_MS + Math.random() * RESTART_WAIT_MS;
     this.#attempt += 1;
     this.#timers.reconnect = setTimeout(() => this.#connect(), delay);
   }
