@@ -52,22 +52,10 @@ _ACTIVE_ID_ENTRIES = 10_000
 
 def user_active_id_cached(*, username: str) -> int:
     """The id of the active user with this username, from a short-lived cache, or NotFound."""
-    if not _could_be_username(username):
+    found = users_active_ids(usernames={username})
+    if username not in found:
         raise NotFound(f"No active user is named {username[:40]!r}.")
-    now = time.monotonic()
-    cached = _active_ids.get(username)
-    if cached is None or cached[1] <= now:
-        try:
-            user_id: int | None = user_get_active(username=username).pk
-        except NotFound:
-            user_id = None
-        if len(_active_ids) >= _ACTIVE_ID_ENTRIES:
-            _active_ids.clear()
-        ttl = _ACTIVE_ID_SECONDS if user_id is not None else _UNKNOWN_SECONDS
-        cached = _active_ids[username] = (user_id, now + ttl)
-    if cached[0] is None:
-        raise NotFound(f"No active user is named {username!r}.")
-    return cached[0]
+    return found[username]
 
 
 def user_active_id_forget(*, username: str) -> None:

@@ -237,20 +237,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # channels_redis reports dropped group messages only at INFO: raise those to WARNING.
-    "filters": {"capacity_drops": {"()": "chat.logging.CapacityDropsAsWarnings"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "layer": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["capacity_drops"],
-        },
-    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "chat": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "channels_redis": {"handlers": ["layer"], "level": "INFO", "propagate": False},
     },
 }

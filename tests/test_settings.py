@@ -1,6 +1,5 @@
 """Settings come from the environment; a bad value stops start-up and names the fix."""
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +7,6 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from chat.logging import CapacityDropsAsWarnings
 from chatsite.settings import parse_rate_limit
 from tests.conftest import environment_without_settings
 
@@ -90,23 +88,6 @@ def test_a_bad_value_stops_start_up_naming_the_variable(name, value):
     result = load_settings(DJANGO_SECRET_KEY="k" * 50, **{name: value})
     assert result.returncode != 0
     assert name in result.stderr
-
-
-def test_dropped_group_messages_are_logged_as_warnings():
-    drops = CapacityDropsAsWarnings()
-    record = logging.LogRecord(
-        "channels_redis.core",
-        logging.INFO,
-        "",
-        0,
-        "%s of %s channels over capacity in group %s",
-        (1, 2, "chat.all"),
-        None,
-    )
-    assert drops.filter(record) is True
-    assert record.levelno == logging.WARNING and record.levelname == "WARNING"
-    chatter = logging.LogRecord("channels_redis.core", logging.INFO, "", 0, "other", (), None)
-    assert drops.filter(chatter) is False
 
 
 def test_frame_rate_limit_is_named_in_its_error():
