@@ -184,6 +184,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 recipient=frame.recipient,
                 text=frame.text,
                 client_id=frame.client_id,
+                origin_channel=self.channel_name,
             )
         except ChatError as error:
             error.command = protocol.MESSAGE_COMMAND
@@ -197,6 +198,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 client_id=frame.client_id,
             )
         )
+        if sent.origin_frame is not None:
+            # The sender's only socket: its copy, as its other sockets would get it.
+            await self.send(text_data=sent.origin_frame)
 
     async def on_sync(self, frame: protocol.Sync) -> None:
         frames, has_more = await database_sync_to_async(selectors.message_sync_list)(

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from .redis import get_redis
+from .redis import LuaScript, get_redis
 
 # A process renews its connections every HEARTBEAT_SECONDS; a connection not renewed for
 # TTL_SECONDS is dead. With sweeps every SWEEP_SECONDS and announcements coalesced for 1 s,
@@ -117,7 +117,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-_CONNECT = (
+_CONNECT = LuaScript(
     _NOW
     + """
 local ttl = tonumber(ARGV[4])
@@ -129,7 +129,7 @@ return redis.call('ZCARD', KEYS[1])
 """
 )
 
-_DISCONNECT = (
+_DISCONNECT = LuaScript(
     _NOW
     + """
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -146,7 +146,7 @@ return redis.call('ZREM', KEYS[2], ARGV[2])
 
 # KEYS: online, names, then one conns key per connection; ARGV: ttl, then per connection
 # user id, username, channel name.
-_HEARTBEAT = (
+_HEARTBEAT = LuaScript(
     _NOW
     + """
 local ttl = tonumber(ARGV[1])
@@ -164,7 +164,7 @@ return came
 """
 )
 
-_SWEEP = (
+_SWEEP = LuaScript(
     _NOW
     + """
 local gone = {}
@@ -177,7 +177,7 @@ return gone
 """
 )
 
-_ONLINE_IDS = (
+_ONLINE_IDS = LuaScript(
     _NOW
     + """
 local live = {}
@@ -190,7 +190,7 @@ return live
 """
 )
 
-_ONLINE_ALL = (
+_ONLINE_ALL = LuaScript(
     _NOW
     + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
@@ -218,17 +218,25 @@ class RedisPresenceStore:
         self._names_key = f"{prefix}:names"
         self._conns_prefix = f"{prefix}:conns:"
 
-    def _conns(self, user_id: int) -> str:
+    @property
+    def online_key(self) -> str:
+        """The sorted set of online user ids, scored by expiry (for scripts elsewhere)."""
+        return self._online_key
+
+    def connections_key(self, user_id: int) -> str:
+        """The sorted set of one user's channel names, scored by expiry."""
         return f"{self._conns_prefix}{int(user_id)}"
+
+    _conns = connections_key
 
     async def connect(self, *, user_id: int, username: str, channel_name: str) -> int:
         keys = [self._conns(user_id), self._online_key, self._names_key]
         args = [channel_name, int(user_id), username, self._ttl]
-        return int(await get_redis().eval(_CONNECT, len(keys), *keys, *args))
+        return int(await _CONNECT(keys, args))
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         keys = [self._conns(user_id), self._online_key]
-        return bool(await get_redis().eval(_DISCONNECT, 2, *keys, channel_name, int(user_id)))
+        return bool(await _DISCONNECT(keys, [channel_name, int(user_id)]))
 
     async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
         came_online: list[int] = []
@@ -238,25 +246,25 @@ class RedisPresenceStore:
             args: list[str | int | float] = [self._ttl]
             for user_id, username, channel_name in chunk:
                 args += [int(user_id), username, channel_name]
-            came = await get_redis().eval(_HEARTBEAT, len(keys), *keys, *args)
+            came = await _HEARTBEAT(keys, args)
             came_online += [int(user_id) for user_id in came]
         return came_online
 
     async def sweep(self) -> list[int]:
-        gone = await get_redis().eval(_SWEEP, 1, self._online_key, self._conns_prefix)
+        gone = await _SWEEP([self._online_key], [self._conns_prefix])
         return [int(user_id) for user_id in gone]
 
     async def online_ids(self, *, user_ids: list[int]) -> set[int]:
         if not user_ids:
             return set()
-        live = await get_redis().eval(_ONLINE_IDS, 1, self._online_key, *map(int, user_ids))
+        live = await _ONLINE_IDS([self._online_key], [int(u) for u in user_ids])
         return {int(user_id) for user_id in live}
 
     async def is_online(self, *, user_id: int) -> bool:
         return bool(await self.online_ids(user_ids=[user_id]))
 
     async def online_usernames(self) -> list[str]:
-        names = await get_redis().eval(_ONLINE_ALL, 2, self._online_key, self._names_key)
+        names = await _ONLINE_ALL([self._online_key, self._names_key], [])
         return sorted(name.decode() for name in names)
 
     async def usernames(self, *, user_ids: list[int]) -> dict[int, str]:

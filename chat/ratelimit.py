@@ -5,14 +5,12 @@ is set (one budget shared by every process and machine), memory otherwise (one p
 pass the same contract tests.
 """
 
-import hashlib
 import time
 from typing import Protocol
 
 from django.conf import settings
-from redis.exceptions import NoScriptError
 
-from .redis import get_redis
+from .redis import LuaScript
 
 # Summing seconds/count `count` times can overshoot `seconds` by a few ulps, which would refuse
 # the last message of a burst sent in one instant; a microsecond of slack is unobservable.
@@ -89,7 +87,7 @@ local ttl_ms = math.max(1, math.ceil((new_tat - now) * 1000))
 redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl_ms)
 return 0
 """
-_HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
+_HIT_SCRIPT = LuaScript(_HIT)
 
 
 class RedisRateLimiter:
@@ -106,13 +104,8 @@ class RedisRateLimiter:
         if limit is None:
             return 0.0
         count, seconds = limit
-        args = (self._key(user_id), str(count), repr(float(seconds)), repr(_TOLERANCE))
-        client = get_redis()
-        try:
-            micros = await client.evalsha(_HIT_SHA, 1, *args)
-        except NoScriptError:
-            # First call on this Redis (or after SCRIPT FLUSH): EVAL runs and caches it.
-            micros = await client.eval(_HIT, 1, *args)
+        args = [str(count), repr(float(seconds)), repr(_TOLERANCE)]
+        micros = await _HIT_SCRIPT([self._key(user_id)], args)
         return int(micros) / 1_000_000
 
 

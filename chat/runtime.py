@@ -13,11 +13,11 @@ import signal
 import weakref
 from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from . import protocol
+from .delivery import group_publish
 from .groups import GLOBAL_GROUP
 from .presence import HEARTBEAT_SECONDS, SWEEP_SECONDS, get_presence_store
 from .redis import get_redis
@@ -162,7 +162,7 @@ class Runtime:
                 online=[name for user_id, name in pending.items() if user_id in online],
                 offline=[name for user_id, name in pending.items() if user_id not in online],
             )
-            await get_channel_layer().group_send(
+            await group_publish(
                 GLOBAL_GROUP, {"type": "chat.presence", "frame": protocol.encode(frame)}
             )
         except REDIS_ERRORS as error:

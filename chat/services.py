@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from . import protocol, selectors
+from . import delivery, protocol, selectors
 from .batching import Batcher
 from .exceptions import ChatError, NotFound, RateLimited
 from .groups import GLOBAL_GROUP, session_group, user_group
@@ -32,6 +32,8 @@ class MessageSent:
     detail: str
     payload: dict[str, Any]
     created: bool
+    # The frame the sending socket must send itself (nothing was published for it), or None.
+    origin_frame: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +181,18 @@ _message_writer: Batcher[_ToStore, _Stored] = Batcher(_messages_store)
 
 
 async def message_send(
-    *, sender: User, recipient: str, text: str, client_id: str | None
+    *,
+    sender: User,
+    recipient: str,
+    text: str,
+    client_id: str | None,
+    origin_channel: str = "",
 ) -> MessageSent:
-    """Store a message, then deliver it to the recipient's and the sender's connections."""
+    """Store a message, then deliver it to the recipient's and the sender's connections.
+
+    origin_channel is the sending socket's channel: when it is the sender's only socket, the
+    result carries the frame for it (origin_frame) instead of a round trip through Redis.
+    """
     retry_after = await get_rate_limiter().hit(user_id=sender.pk)
     if retry_after:
         count, seconds = settings.CHAT_RATE_LIMIT
@@ -193,29 +204,37 @@ async def message_send(
     stored = await _message_writer.submit(
         _ToStore(sender=sender, recipient_name=recipient, text=text, client_id=client_id)
     )
-    if stored.recipient_id is None:
-        online = True
-    else:
-        online = await get_presence_store().is_online(user_id=stored.recipient_id)
+    online = True
+    origin_frame = None
     if stored.created:
-        event = {
-            "type": "chat.message",
-            "frame": protocol.encode(protocol.message_frame(stored.payload, client_id)),
-        }
-        layer = get_channel_layer()
+        frame = protocol.encode(protocol.message_frame(stored.payload, client_id))
+        event = {"type": "chat.message", "frame": frame}
         if stored.recipient_id is None:
-            await layer.group_send(GLOBAL_GROUP, event)
+            await delivery.group_publish(GLOBAL_GROUP, event)
         else:
-            await layer.group_send(user_group(stored.recipient_id), event)
-            if stored.recipient_id != sender.pk:
-                await layer.group_send(user_group(sender.pk), event)
+            delivered = await delivery.dm_deliver(
+                sender_id=sender.pk,
+                recipient_id=stored.recipient_id,
+                origin_channel=origin_channel,
+                event=event,
+            )
+            online = delivered.recipient_online
+            origin_frame = frame if delivered.origin_needs_frame else None
+    elif stored.recipient_id is not None:
+        online = await get_presence_store().is_online(user_id=stored.recipient_id)
     if online:
         code, detail = 200, "Delivered."
     else:
         code, detail = 202, "Stored; the recipient is offline and gets it on their next sync."
     if not stored.created:
         detail = f"Already stored (same client_id). {detail}"
-    return MessageSent(code=code, detail=detail, payload=stored.payload, created=stored.created)
+    return MessageSent(
+        code=code,
+        detail=detail,
+        payload=stored.payload,
+        created=stored.created,
+        origin_frame=origin_frame,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,10 +274,9 @@ async def read_mark(*, user: User, peer: str, up_to: int, origin_channel: str) -
         return False
     frame = protocol.read_frame(reader=user.get_username(), peer=peer, up_to=marked.up_to)
     event = {"type": "chat.read", "frame": protocol.encode(frame), "origin": origin_channel}
-    layer = get_channel_layer()
-    await layer.group_send(user_group(user.pk), event)
+    await delivery.group_publish(user_group(user.pk), event)
     if marked.peer_id is not None and marked.peer_id != user.pk:
-        await layer.group_send(user_group(marked.peer_id), event)
+        await delivery.group_publish(user_group(marked.peer_id), event)
     return True
 
 
@@ -270,7 +288,7 @@ async def typing_send(*, sender: User, recipient: str) -> None:
             username=recipient
         )
     frame = protocol.typing_frame(sender=sender.get_username())
-    await get_channel_layer().group_send(
+    await delivery.group_publish(
         user_group(target_id), {"type": "chat.typing", "frame": protocol.encode(frame)}
     )
 

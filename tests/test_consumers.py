@@ -4,9 +4,9 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from chat import delivery
 from chat.models import Message, ReadMarker
 from tests.conftest import session_cookie, socket_headers, stored_messages
 
@@ -86,6 +86,31 @@ async def test_message_reaches_every_connection_of_the_sender(connect_as, alice,
     assert (await second_tab.receive_until("message"))["text"] == "from tab one"
 
 
+@pytest.mark.parametrize("tabs", [1, 2])
+async def test_each_socket_of_the_sender_gets_its_copy_of_a_dm_exactly_once(
+    connect_as, alice, bob, tabs
+):
+    sockets = [await connect_as(alice) for _ in range(tabs)]
+    await connect_as(bob)
+    await sockets[0].send(dm("bob", "once", client_id="once-1"))
+    response = await sockets[0].receive_until("response")
+    for socket in sockets:
+        copy = await socket.receive_until("message")
+        assert (copy["id"], copy["client_id"]) == (response["id"], "once-1")
+        assert await socket.receive_nothing_but_presence(0.3)
+
+
+@pytest.mark.parametrize("tabs", [1, 2])
+async def test_a_dm_to_oneself_reaches_each_own_socket_exactly_once(connect_as, alice, tabs):
+    sockets = [await connect_as(alice) for _ in range(tabs)]
+    await sockets[0].send(dm("alice", "a note to self"))
+    response = await sockets[0].receive_until("response")
+    assert response["code"] == 200
+    for socket in sockets:
+        assert (await socket.receive_until("message"))["id"] == response["id"]
+        assert await socket.receive_nothing_but_presence(0.3)
+
+
 async def test_message_to_all_reaches_every_connection_with_200(connect_as, alice, bob, carol):
     sockets = [await connect_as(user) for user in (alice, bob, carol)]
     await sockets[0].send(dm("ALL", "hello everyone"))
@@ -119,21 +144,26 @@ async def test_dm_to_offline_user_is_stored_and_synced_later(connect_as, alice, 
 async def test_message_is_committed_before_anyone_is_told(connect_as, alice, bob, monkeypatch):
     await connect_as(bob)
     alice_socket = await connect_as(alice)
-    layer = get_channel_layer()
-    original = layer.group_send
     seen_in_database = []
 
-    async def checking_group_send(group, event):
-        if event["type"] == "chat.message":
+    def checking(deliver):
+        async def check_then_deliver(*args, **kwargs):
+            event = kwargs.get("event") or args[-1]
             message_id = json.loads(event["frame"])["id"]
-            exists = await Message.objects.filter(pk=message_id).aexists()
-            seen_in_database.append(exists)
-        await original(group, event)
+            seen_in_database.append(await Message.objects.filter(pk=message_id).aexists())
+            return await deliver(*args, **kwargs)
 
-    monkeypatch.setattr(layer, "group_send", checking_group_send)
+        return check_then_deliver
+
+    monkeypatch.setattr(delivery, "dm_deliver", checking(delivery.dm_deliver))
+    monkeypatch.setattr(delivery, "group_publish", checking(delivery.group_publish))
     await alice_socket.send(dm("bob", "durable"))
     await alice_socket.receive_until("response")
-    assert seen_in_database == [True, True]
+    await alice_socket.send(dm("ALL", "durable too"))
+    await alice_socket.receive_until("response")
+    # Both sends were checked (the in-memory path checks the DM once more per group).
+    assert len(seen_in_database) >= 2
+    assert all(seen_in_database)
 
 
 async def test_resend_with_same_client_id_stores_nothing_and_sends_nothing_to_others(

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chat import ratelimit
 from chat.ratelimit import (
     MemoryRateLimiter,
     RateLimiter,
@@ -196,7 +197,8 @@ async def test_redis_limiter_loads_its_script_when_redis_lacks_it(
 ) -> None:
     settings.REDIS_URL = redis_url
     settings.CHAT_RATE_LIMIT = (1, 1)
-    monkeypatch.setattr("chat.ratelimit._HIT_SHA", "0" * 40)
+    # A SHA1 Redis has never seen: EVALSHA fails with NOSCRIPT, then the script is sent.
+    monkeypatch.setattr(ratelimit._HIT_SCRIPT, "sha", "0" * 40)
     limiter = RedisRateLimiter(prefix="test:rate")
     assert await limiter.hit(user_id=1) == 0.0
     assert await limiter.hit(user_id=1) == pytest.approx(1, abs=0.05)
