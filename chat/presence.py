@@ -7,6 +7,7 @@ cleanly. One store interface, two backends: Redis when REDIS_URL is set (shared 
 process), memory otherwise (one process). Both pass the same contract tests.
 """
 
+import json
 import time
 from typing import Protocol
 
@@ -190,6 +191,7 @@ return live
 """
 )
 
+# The names come back as one JSON string: one value to parse instead of one per online user.
 _ONLINE_ALL = LuaScript(
     _NOW
     + """
@@ -201,7 +203,8 @@ for start = 1, #ids, 1000 do
     if name then table.insert(names, name) end
   end
 end
-return names
+if #names == 0 then return '[]' end
+return cjson.encode(names)
 """
 )
 
@@ -265,7 +268,7 @@ class RedisPresenceStore:
 
     async def online_usernames(self) -> list[str]:
         names = await _ONLINE_ALL([self._online_key, self._names_key], [])
-        return sorted(name.decode() for name in names)
+        return sorted(json.loads(names))
 
     async def usernames(self, *, user_ids: list[int]) -> dict[int, str]:
         if not user_ids:

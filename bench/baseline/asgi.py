@@ -1,8 +1,14 @@
 """ASGI entry point of the baseline: Django for HTTP, the tutorial consumer for sockets."""
 
 import os
+import sys
 
-from django.core.asgi import get_asgi_application
+# A tutorial installs channels-redis and with it redis-py's pure-Python response parser; the
+# chat's requirements add hiredis, its compiled parser. redis-py uses hiredis whenever it can
+# import it, so the baseline is kept from it: it runs as the tutorial would.
+sys.modules["hiredis"] = None  # type: ignore[assignment]
+
+from django.core.asgi import get_asgi_application  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.baseline.settings")
 django_asgi_app = get_asgi_application()
