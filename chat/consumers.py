@@ -12,7 +12,7 @@ from django.conf import settings
 
 from . import protocol, selectors, services
 from .exceptions import ChatError, RateLimited
-from .groups import GLOBAL_GROUP, session_group, user_group
+from .groups import session_group, user_group
 from .presence import get_presence_store
 from .ratelimit import rate_limit_decide
 from .runtime import REDIS_ERRORS, get_runtime
@@ -49,6 +49,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.joined: list[str] = []
+        # Frames relayed to everyone wait here until hello is sent (see relay).
+        self.relay_pending: list[str] | None = []
         self.typing_sent: dict[str, float] = {}
         self.frame_tat: float | None = None
         user = self.scope.get("user")
@@ -82,14 +84,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_TOO_MANY_SOCKETS)
         else:
             await self.send_frame(hello)
+            await self.relay_release()
 
     async def join(self) -> dict[str, Any]:
         """Join the groups and presence, then build hello (or the error for one too many)."""
-        groups = [user_group(self.user_id), GLOBAL_GROUP]
+        groups = [user_group(self.user_id)]
         if self.session_key:
             groups.append(session_group(self.session_key))
         # Join before reading last_id: a message committed after that read arrives live,
-        # one committed before is covered by the client's sync from last_id.
+        # one committed before is covered by the client's sync from last_id. Frames to
+        # everyone come through the runtime, which this socket joins in add().
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined.append(group)
@@ -119,6 +123,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.joined = []
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Frames to everyone wait while this frame is handled, as a consumer's own events
+        # wait for its handler: a post to ALL reaches its sender after the response.
+        holding = self.relay_pending is None
+        if holding:
+            self.relay_pending = []
+        try:
+            await self.receive_frame(text_data, bytes_data)
+        finally:
+            if holding:
+                await self.relay_release()
+
+    async def receive_frame(self, text_data: str | None, bytes_data: bytes | None) -> None:
         try:
             frame = protocol.parse_client_frame(
                 text_data if text_data is not None else bytes_data,
@@ -236,6 +252,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = protocol.error_frame(code=error.code, detail=error.detail)
         await self.send_frame(frame)
 
+    async def relay(self, frame: str) -> None:
+        """A frame to everyone, from the runtime: held back until hello has been sent."""
+        if self.relay_pending is not None:
+            self.relay_pending.append(frame)
+        else:
+            await self.send(text_data=frame)
+
+    async def relay_release(self) -> None:
+        """Send the frames held back during the handshake, in order, then relay directly."""
+        while self.relay_pending:
+            frames, self.relay_pending = self.relay_pending, []
+            for frame in frames:
+                await self.send(text_data=frame)
+        self.relay_pending = None
+
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
 
@@ -245,9 +276,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["frame"])
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
-
-    async def chat_presence(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["frame"])
 
     async def chat_read(self, event: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import signal
 import weakref
 from typing import Any, Protocol
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -44,6 +45,10 @@ class Socket(Protocol):
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
 
+    async def relay(self, frame: str) -> None:
+        """Send a frame that went to everyone (held back until the socket said hello)."""
+        ...
+
 
 class Runtime:
     def __init__(self) -> None:
@@ -53,6 +58,8 @@ class Runtime:
         self._loops: list[asyncio.Task] = []
         self._epoch: bytes | None = None
         self._closing = False
+        self._relay: asyncio.Task | None = None
+        self._relay_ready: asyncio.Future | None = None
 
     @property
     def sockets(self) -> list[Socket]:
@@ -70,6 +77,7 @@ class Runtime:
         """
         if settings.REDIS_URL and self._epoch is None:
             await self._check_epoch()
+        await self._relay_start()
         count = await get_presence_store().connect(
             user_id=socket.user_id, username=socket.username, channel_name=socket.channel_name
         )
@@ -111,10 +119,58 @@ class Runtime:
     async def stop(self) -> None:
         """Cancel the background work (tests, and a process that is shutting down)."""
         self._stop_loops()
-        tasks = [task for task in [self._flush] if task is not None and not task.done()]
+        tasks = [
+            task for task in [self._flush, self._relay] if task is not None and not task.done()
+        ]
+        self._relay = self._relay_ready = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    # Everyone's frames. The process, not each socket, listens to the global group: one
+    # subscription, one decoded event per post, then a plain loop over the local sockets
+    # instead of waking one consumer task per socket.
+
+    async def _relay_start(self) -> None:
+        """Listen to the global group; returns once the subscription is in place."""
+        if self._relay is not None and not self._relay.done():
+            await asyncio.shield(self._relay_ready)
+            return
+        loop = asyncio.get_running_loop()
+        self._relay_ready = ready = loop.create_future()
+        self._relay = asyncio.create_task(self._relay_everyone(ready))
+        await asyncio.shield(ready)
+
+    async def _relay_everyone(self, ready: asyncio.Future) -> None:
+        layer = get_channel_layer()
+        try:
+            channel = await layer.new_channel("chat.everyone.")
+            await layer.group_add(GLOBAL_GROUP, channel)
+        except BaseException as error:
+            if not ready.done():
+                ready.set_exception(error)
+            raise
+        ready.set_result(channel)
+        try:
+            while True:
+                event = await layer.receive(channel)
+                frame = event.get("frame")
+                if not isinstance(frame, str):
+                    continue
+                for socket in list(self._sockets):
+                    try:
+                        await socket.relay(frame)
+                    except Exception:
+                        logger.exception("Could not relay a frame to user %s", socket.user_id)
+        finally:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await layer.group_discard(GLOBAL_GROUP, channel)
+
+    def _relay_reset(self) -> None:
+        """Listen anew on the next socket (Redis lost its subscriptions)."""
+        if self._relay is not None:
+            self._relay.cancel()
+        self._relay = self._relay_ready = None
 
     # Background work.
 
@@ -201,11 +257,13 @@ class Runtime:
             intact = await self._check_epoch()
         except REDIS_ERRORS as error:
             self._epoch = None
+            self._relay_reset()
             closed = await self.close_all(protocol.CLOSE_TRY_AGAIN_LATER)
             if closed:
                 logger.warning("Redis does not answer (%s): closed %d sockets", error, closed)
             return
         if not intact:
+            self._relay_reset()
             closed = await self.close_all(protocol.CLOSE_TRY_AGAIN_LATER)
             logger.warning("Redis lost its state (restarted?): closed %d sockets", closed)
             # Users still connected here come back through their clients' reconnects.

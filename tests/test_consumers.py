@@ -3,10 +3,11 @@
 import json
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import delivery
+from chat import delivery, selectors, services
 from chat.models import Message, ReadMarker
 from tests.conftest import session_cookie, socket_headers, stored_messages
 
@@ -120,6 +121,26 @@ async def test_message_to_all_reaches_every_connection_with_200(connect_as, alic
         frame = await socket.receive_until("message")
         assert frame["recipient"] == "ALL" and frame["text"] == "hello everyone"
         assert frame["id"] == response["id"]
+
+
+async def test_a_post_to_everyone_during_a_handshake_arrives_after_hello(
+    connect_as, alice, bob, monkeypatch
+):
+    read_last_id = selectors.message_last_visible_id
+
+    def last_id_then_a_post(*, user_id):
+        # The new socket is listening already, but has not said hello yet.
+        last_id = read_last_id(user_id=user_id)
+        async_to_sync(services.message_send)(
+            sender=bob, recipient="ALL", text="meanwhile", client_id=None
+        )
+        return last_id
+
+    monkeypatch.setattr(selectors, "message_last_visible_id", last_id_then_a_post)
+    alice_socket = await connect_as(alice)  # its first frame is hello
+    frame = await alice_socket.receive_until("message")
+    assert frame["text"] == "meanwhile"
+    assert frame["id"] > alice_socket.hello["last_id"]
 
 
 async def test_dm_to_offline_user_is_stored_and_synced_later(connect_as, alice, bob):
