@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
@@ -21,6 +23,12 @@ class MessageAdmin(admin.ModelAdmin):
     raw_id_fields = ("sender", "recipient")
     readonly_fields = ("sent_at", "client_id")
     ordering = ("-id",)
+
+    def get_readonly_fields(self, request: Any, obj: Message | None = None) -> tuple[str, ...]:
+        # A stored message stays in its conversation: the summaries counted it there.
+        if obj is not None:
+            return (*self.readonly_fields, "sender", "recipient")
+        return self.readonly_fields
 
     @admin.display(description="recipient", ordering="recipient__username")
     def recipient_name(self, message: Message) -> str:

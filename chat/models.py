@@ -1,9 +1,12 @@
-"""Users, messages and read markers."""
+"""Users, messages, read markers and the conversation summaries kept from them."""
+
+from collections.abc import Iterable
+from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -32,6 +35,43 @@ class User(AbstractUser):
     )
 
 
+# Every way the ORM writes messages or read markers keeps the summaries of chat/summaries.py
+# in the same transaction, under the message order lock; summaries.py imports this module,
+# so these methods import it when they run.
+
+
+class MessageQuerySet(models.QuerySet):
+    def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:
+        """Insert messages; ALL messages get their ordinals and the summaries count them."""
+        from . import summaries
+
+        if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
+            raise ValueError(
+                "Message.objects.bulk_create() cannot skip or update conflicting rows: the "
+                "conversation summaries must count exactly the rows inserted."
+            )
+        objs = list(objs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            summaries.message_order_lock()
+            summaries.all_seq_assign(messages=objs)
+            created = super().bulk_create(objs, *args, **kwargs)
+            summaries.conversations_add(messages=created)
+        return created
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete messages and correct the summaries and ALL ordinals they were part of."""
+        from . import summaries
+
+        with transaction.atomic(using=self.db, savepoint=False):
+            summaries.message_order_lock()
+            # Past the limit the summaries are rebuilt: no need to list every row.
+            listed = self.values_list("id", "sender_id", "recipient_id")
+            removed = list(listed[: summaries.RECOUNT_LIMIT + 1])
+            deleted = super().delete()
+            summaries.messages_removed(rows=removed)
+        return deleted
+
+
 class Message(models.Model):
     """One chat message; recipient None means the global conversation (ALL)."""
 
@@ -52,6 +92,11 @@ class Message(models.Model):
     sent_at = models.DateTimeField(default=timezone.now)
     # NULL, not "", when absent: the unique (sender, client_id) constraint skips NULLs.
     client_id = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    # 1, 2, 3, ... over ALL messages in id order, NULL for DMs: the ALL messages after a read
+    # marker are the newest ordinal minus the ordinal at the marker, two index probes.
+    all_seq = models.BigIntegerField(null=True, blank=True, editable=False)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -74,9 +119,38 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.sender_id} -> {self.recipient_id or GLOBAL_PEER}: {self.text[:40]}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; a new message gets its ALL ordinal and the summaries count it."""
+        if not self._state.adding:
+            # Sender and recipient never change once stored (the admin shows them read-only),
+            # so an edit leaves the summaries as they are.
+            super().save(*args, **kwargs)
+            return
+        from . import summaries
+
+        with transaction.atomic():
+            summaries.message_order_lock()
+            summaries.all_seq_assign(messages=[self])
+            super().save(*args, **kwargs)
+            summaries.conversations_add(messages=[self])
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete; the summaries and ALL ordinals it was part of are corrected."""
+        from . import summaries
+
+        with transaction.atomic():
+            summaries.message_order_lock()
+            removed = [(self.pk, self.sender_id, self.recipient_id)]
+            deleted = super().delete(*args, **kwargs)
+            summaries.messages_removed(rows=removed)
+        return deleted
+
 
 class ReadMarker(models.Model):
-    """How far a user has read one conversation; peer None is the global one."""
+    """How far a user has read one conversation; peer None is the global one.
+
+    Move it with save() or services' read marking: both recount the conversation's summary.
+    """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="read_markers")
     peer = models.ForeignKey(User, on_delete=models.CASCADE, null=True, related_name="+")
@@ -98,3 +172,45 @@ class ReadMarker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} read {self.peer_id or GLOBAL_PEER} up to {self.up_to}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; the conversation's unread count is recounted in the same transaction."""
+        from . import summaries
+
+        with transaction.atomic():
+            summaries.message_order_lock()
+            super().save(*args, **kwargs)
+            summaries.conversation_recount(user_id=self.user_id, peer_id=self.peer_id)
+
+
+class Conversation(models.Model):
+    """One line of a user's conversation list, kept with every write (chat/summaries.py).
+
+    A DM row (peer set) exists while the conversation holds a message: its newest message id,
+    either way, and how many of the peer's messages are after the user's read marker (0 with
+    oneself). The ALL row (peer None) exists while the user has posted to ALL after their ALL
+    read marker, and counts those posts, which the unread count of ALL leaves out.
+    """
+
+    # No index on user alone: the unique (user, peer) index starts with it.
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="conversations", db_index=False
+    )
+    peer = models.ForeignKey(User, on_delete=models.CASCADE, null=True, related_name="+")
+    last_id = models.BigIntegerField(default=0)
+    unread = models.IntegerField(default=0)
+    own_after_marker = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Not partial: besides the upsert of DM rows it serves the read of a user's rows.
+            models.UniqueConstraint(fields=["user", "peer"], name="conversation_unique_user_peer"),
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(peer__isnull=True),
+                name="conversation_unique_user_global",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} with {self.peer_id or GLOBAL_PEER}: {self.unread} unread"

@@ -9,13 +9,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Q
 from django.utils.crypto import constant_time_compare
 
 from . import protocol
 from .exceptions import NotFound
-from .models import Message, ReadMarker, User
+from .models import Conversation, Message, ReadMarker, User
 
 SYNC_LIMIT = 500
 USERNAME_MAX_LENGTH = User._meta.get_field("username").max_length
@@ -137,12 +137,22 @@ def peer_resolve(*, peer: str) -> User | None:
     return user
 
 
-def _payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """MESSAGE for each row, with the usernames of all its users from one query."""
-    user_ids = {row["sender_id"] for row in rows} | {
+def _user_ids(rows: list[dict[str, Any]]) -> set[int]:
+    return {row["sender_id"] for row in rows} | {
         row["recipient_id"] for row in rows if row["recipient_id"] is not None
     }
-    names = dict(User.objects.filter(id__in=user_ids).values_list("id", "username"))
+
+
+def _usernames(user_ids: set[int]) -> dict[int, str]:
+    return dict(User.objects.filter(id__in=user_ids).values_list("id", "username"))
+
+
+def _payloads(
+    rows: list[dict[str, Any]], *, names: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """MESSAGE for each row, with the usernames of all its users from one query or `names`."""
+    if names is None:
+        names = _usernames(_user_ids(rows))
     return [
         protocol.message_payload(
             id=row["id"],
@@ -155,25 +165,37 @@ def _payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _newest_first(queries: list, *, limit: int) -> tuple[list[dict[str, Any]], bool]:
+# A query and the columns it is ordered by (ascending; each reversed for newest first).
+_Ordered = tuple[Any, tuple[str, ...]]
+
+
+def _posts() -> _Ordered:
+    # Ordered by recipient too: PostgreSQL treats IS NULL as no equality, so ordered by id
+    # alone it may walk the primary key back, reading every DM in between, instead of the
+    # (recipient, id) index.
+    return Message.objects.filter(recipient__isnull=True), ("recipient_id", "id")
+
+
+def _newest_first(queries: list[_Ordered], *, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """Merge index-ordered queries (each newest first) into the newest `limit` rows."""
     rows: dict[int, dict[str, Any]] = {}
-    for query in queries:
-        for row in query.order_by("-id").values(*_FIELDS)[: limit + 1]:
+    for query, order in queries:
+        newest = query.order_by(*(f"-{field}" for field in order))
+        for row in newest.values(*_FIELDS)[: limit + 1]:
             rows[row["id"]] = row
     ordered = sorted(rows.values(), key=lambda row: row["id"], reverse=True)
     return ordered[:limit], len(ordered) > limit
 
 
-def _conversation_queries(*, user: User, peer: User | None) -> list:
+def _conversation_queries(*, user: User, peer: User | None) -> list[_Ordered]:
     if peer is None:
-        return [Message.objects.filter(recipient__isnull=True)]
+        return [_posts()]
     if peer.pk == user.pk:
-        return [Message.objects.filter(sender=user, recipient=user)]
+        return [(Message.objects.filter(sender=user, recipient=user), ("id",))]
     # Two queries, one per direction, each a range scan of the (sender, recipient, id) index.
     return [
-        Message.objects.filter(sender=user, recipient=peer),
-        Message.objects.filter(sender=peer, recipient=user),
+        (Message.objects.filter(sender=user, recipient=peer), ("id",)),
+        (Message.objects.filter(sender=peer, recipient=user), ("id",)),
     ]
 
 
@@ -183,17 +205,17 @@ def message_history_list(
     """The newest `limit` messages of one conversation with id < before, ascending."""
     queries = _conversation_queries(user=user, peer=peer)
     if before is not None:
-        queries = [query.filter(id__lt=before) for query in queries]
+        queries = [(query.filter(id__lt=before), order) for query, order in queries]
     rows, has_more = _newest_first(queries, limit=limit)
     return _payloads(list(reversed(rows))), has_more
 
 
-def _visible_queries(*, user_id: int) -> list:
+def _visible_queries(*, user_id: int) -> list[_Ordered]:
     # A user sees every ALL message and every message they sent or received.
     return [
-        Message.objects.filter(recipient__isnull=True),
-        Message.objects.filter(sender_id=user_id),
-        Message.objects.filter(recipient_id=user_id),
+        _posts(),
+        (Message.objects.filter(sender_id=user_id), ("id",)),
+        (Message.objects.filter(recipient_id=user_id), ("id",)),
     ]
 
 
@@ -203,8 +225,9 @@ def message_sync_list(
     """Messages visible to the user with id > after, ascending, at most `limit`."""
     after = min(after, protocol.MAX_ID)
     rows: dict[int, dict[str, Any]] = {}
-    for query in _visible_queries(user_id=user_id):
-        for row in query.filter(id__gt=after).order_by("id").values(*_FIELDS)[: limit + 1]:
+    for query, order in _visible_queries(user_id=user_id):
+        oldest = query.filter(id__gt=after).order_by(*order)
+        for row in oldest.values(*_FIELDS)[: limit + 1]:
             rows[row["id"]] = row
     ordered = sorted(rows.values(), key=lambda row: row["id"])
     page = ordered[:limit]
@@ -216,86 +239,92 @@ def message_sync_list(
     return frames, len(ordered) > limit
 
 
+def _last_visible_id_sql() -> str:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    # The three parts of _visible_queries, each one probe of an index, in one statement.
+    parts = [
+        "recipient_id IS NULL ORDER BY recipient_id DESC, id DESC",  # see _posts
+        "sender_id = %s ORDER BY id DESC",
+        "recipient_id = %s ORDER BY id DESC",
+    ]
+    return "SELECT " + ", ".join(f"(SELECT id FROM {table} WHERE {part} LIMIT 1)" for part in parts)
+
+
 def message_last_visible_id(*, user_id: int) -> int:
-    """The newest message id the user can see, 0 when there is none (one query)."""
-    newest = {
-        f"newest_{index}": Subquery(query.order_by("-id").values("id")[:1])
-        for index, query in enumerate(_visible_queries(user_id=user_id))
-    }
-    row = User.objects.filter(pk=user_id).values(**newest).first() or {}
-    return max((value for value in row.values() if value is not None), default=0)
+    """The newest message id the user can see, 0 when there is none (one query).
+
+    Plain SQL: it runs for every new socket and every ping, and building the same statement
+    with the ORM cost five times as much as running it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_last_visible_id_sql(), [user_id, user_id])
+        row = cursor.fetchone()
+    return max((value for value in row if value is not None), default=0)
 
 
 def conversation_last_id(*, user: User, peer: User | None) -> int:
     """The newest message id in one conversation, 0 when it is empty."""
     newest = 0
-    for query in _conversation_queries(user=user, peer=peer):
-        found = query.order_by("-id").values_list("id", flat=True).first()
+    for query, order in _conversation_queries(user=user, peer=peer):
+        newest_first = query.order_by(*(f"-{field}" for field in order))
+        found = newest_first.values_list("id", flat=True).first()
         if found is not None and found > newest:
             newest = found
     return newest
 
 
+# The newest ALL message, its ordinal and the ordinal at the user's ALL marker: index probes.
+# Ordered by recipient too, so that PostgreSQL walks the (recipient, id) index: walking the
+# primary key back instead would read every DM since the last ALL message.
+_GLOBAL_FIGURES_SQL = """
+    SELECT
+        (SELECT id FROM {message} WHERE recipient_id IS NULL
+         ORDER BY recipient_id DESC, id DESC LIMIT 1),
+        (SELECT all_seq FROM {message} WHERE recipient_id IS NULL
+         ORDER BY recipient_id DESC, id DESC LIMIT 1),
+        (SELECT all_seq FROM {message}
+         WHERE recipient_id IS NULL
+           AND id <= (SELECT up_to FROM {marker} WHERE user_id = %s AND peer_id IS NULL)
+         ORDER BY recipient_id DESC, id DESC LIMIT 1)
+"""
+
+
 def conversation_list(*, user: User) -> list[dict[str, Any]]:
-    """Every conversation of the user with its last message and unread count, newest first."""
-    markers = dict(ReadMarker.objects.filter(user=user).values_list("peer_id", "up_to"))
-    marker_for_sender = ReadMarker.objects.filter(user=user, peer=OuterRef("sender")).values(
-        "up_to"
-    )[:1]
+    """Every conversation of the user with its last message and unread count, newest first.
 
-    # peer id -> [last id, unread]; None is the global conversation.
-    conversations: dict[int | None, list[int]] = {}
-    outbound = (
-        Message.objects.filter(sender=user, recipient__isnull=False)
-        .values("recipient_id")
-        .annotate(last=Max("id"))
-        .order_by()
+    Read from the summaries (chat/summaries.py) in four queries, whatever the history's size.
+    """
+    # peer id -> (last id, unread); None is the global conversation.
+    conversations: dict[int | None, tuple[int, int]] = {}
+    own_posts_unread = 0
+    rows = Conversation.objects.filter(user=user).values_list(
+        "peer_id", "last_id", "unread", "own_after_marker"
     )
-    for row in outbound:
-        conversations[row["recipient_id"]] = [row["last"], 0]
-    inbound = (
-        Message.objects.filter(recipient=user)
-        .exclude(sender=user)
-        .values("sender_id")
-        .annotate(last=Max("id"))
-        .order_by()
-    )
-    for row in inbound:
-        last, _ = conversations.get(row["sender_id"], [0, 0])
-        conversations[row["sender_id"]] = [max(last, row["last"]), 0]
-    unread = (
-        Message.objects.filter(recipient=user)
-        .exclude(sender=user)
-        .annotate(marker=Coalesce(Subquery(marker_for_sender), Value(0)))
-        .filter(id__gt=F("marker"))
-        .values("sender_id")
-        .annotate(unread=Count("id"))
-        .order_by()
-    )
-    for row in unread:
-        conversations[row["sender_id"]][1] = row["unread"]
+    for peer_id, last_id, unread, own_after_marker in rows:
+        if peer_id is None:
+            own_posts_unread = own_after_marker
+        else:
+            conversations[peer_id] = (last_id, unread)
 
-    global_last = (
-        Message.objects.filter(recipient__isnull=True)
-        .order_by("-id")
-        .values_list("id", flat=True)
-        .first()
-    )
-    global_unread = (
-        Message.objects.filter(recipient__isnull=True, id__gt=markers.get(None, 0))
-        .exclude(sender=user)
-        .count()
-    )
-    conversations[None] = [global_last or 0, global_unread]
+    # Plain SQL: built with the ORM, this one statement cost more than running it.
+    with connection.cursor() as cursor:
+        quote = connection.ops.quote_name
+        cursor.execute(
+            _GLOBAL_FIGURES_SQL.format(
+                message=quote(Message._meta.db_table), marker=quote(ReadMarker._meta.db_table)
+            ),
+            [user.pk],
+        )
+        global_last, newest, at_marker = cursor.fetchone()
+    # ALL messages after the marker, less the user's own posts among them.
+    global_unread = (newest or 0) - (at_marker or 0) - own_posts_unread
+    conversations[None] = (global_last or 0, global_unread)
 
     last_ids = [last for last, _ in conversations.values() if last]
     last_rows = list(Message.objects.filter(id__in=last_ids).values(*_FIELDS))
-    last_messages = {payload["id"]: payload for payload in _payloads(last_rows)}
-    names = dict(
-        User.objects.filter(
-            id__in=[peer for peer in conversations if peer is not None]
-        ).values_list("id", "username")
-    )
+    # The peers' usernames in the same query as those of the last messages.
+    names = _usernames(_user_ids(last_rows) | {peer for peer in conversations if peer})
+    last_messages = {payload["id"]: payload for payload in _payloads(last_rows, names=names)}
     ordered = sorted(conversations.items(), key=lambda item: item[1][0], reverse=True)
     return [
         {

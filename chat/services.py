@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from . import delivery, protocol, selectors
+from . import delivery, protocol, selectors, summaries
 from .batching import Batcher
 from .exceptions import ChatError, NotFound, RateLimited
 from .groups import GLOBAL_GROUP, session_group, user_group
@@ -130,6 +130,7 @@ def _messages_store(requests: list[_ToStore]) -> list[_Stored | Exception]:
                 new.append((index, message, recipient))
                 if request.client_id:
                     first_of[key] = index
+            # Also numbers the ALL messages and counts them all into the conversation summaries.
             Message.objects.bulk_create([message for _, message, _ in new])
     except IntegrityError:
         # Another process stored one of these client ids meanwhile (SQLite only: PostgreSQL
@@ -252,19 +253,21 @@ def _read_mark(*, user: User, peer_name: str, up_to: int) -> _Marked:
     if up_to <= 0:
         return _Marked(moved=False, up_to=0, peer_id=peer_id)
     markers = ReadMarker.objects.filter(user=user, peer=peer)
-    # Only ever forward: the UPDATE's condition makes concurrent marks safe.
-    if markers.filter(up_to__lt=up_to).update(up_to=up_to):
-        return _Marked(moved=True, up_to=up_to, peer_id=peer_id)
-    if markers.exists():
+    if markers.filter(up_to__gte=up_to).exists():
         return _Marked(moved=False, up_to=up_to, peer_id=peer_id)
-    try:
-        with transaction.atomic():
-            ReadMarker.objects.create(user=user, peer=peer, up_to=up_to)
-    except IntegrityError:
-        # Another connection created it first; move it forward if still behind.
+    with transaction.atomic():
+        # The lock before any row, as every writer of messages and markers takes it: while it
+        # is held no message is being inserted, so the recount below counts every message
+        # stored so far and no insert's increment of the same row is lost under it.
+        _lock_message_order()
+        # Only ever forward: the UPDATE's condition makes concurrent marks safe.
         moved = bool(markers.filter(up_to__lt=up_to).update(up_to=up_to))
-        return _Marked(moved=moved, up_to=up_to, peer_id=peer_id)
-    return _Marked(moved=True, up_to=up_to, peer_id=peer_id)
+        if moved:
+            summaries.conversation_recount(user_id=user.pk, peer_id=peer_id)
+        elif not markers.exists():
+            ReadMarker.objects.create(user=user, peer=peer, up_to=up_to)  # recounts as it saves
+            moved = True
+    return _Marked(moved=moved, up_to=up_to, peer_id=peer_id)
 
 
 async def read_mark(*, user: User, peer: str, up_to: int, origin_channel: str) -> bool:

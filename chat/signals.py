@@ -1,4 +1,4 @@
-"""Close sockets when what they were opened with stops being true.
+"""Close sockets when what they were opened with stops being true; keep ALL's ordinals exact.
 
 Channels reads the user once, at the handshake (django/channels#1324): without these, a
 deactivated or logged-out user would keep chatting on sockets already open.
@@ -11,11 +11,11 @@ from typing import Any
 
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from . import selectors, services
-from .models import User
+from . import selectors, services, summaries
+from .models import Message, User
 from .protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 
 # Set while a view changes the password of the session it serves: that view rechecks the
@@ -52,3 +52,27 @@ def user_logged_out_close_sockets(sender: Any, request: Any, user: Any, **kwargs
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if session_key:
         services.sockets_close_for_session(session_key=session_key, code=CLOSE_UNAUTHENTICATED)
+
+
+# Deleting a user deletes their messages in one statement each (the cascade), which leaves
+# gaps in the ordinals of ALL messages that would inflate everyone's unread count of ALL.
+# Their summaries go with them (the same cascade), and other users' rows with them as peer.
+
+
+@receiver(pre_delete, sender=User, dispatch_uid="chat.user_deleting")
+def user_deleting(sender: type[User], instance: User, **kwargs: Any) -> None:
+    # The lock before the cascade deletes any row, as every writer of messages takes it.
+    summaries.message_order_lock()
+    instance._first_global_post = (  # type: ignore[attr-defined]
+        Message.objects.filter(sender=instance, recipient__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+@receiver(post_delete, sender=User, dispatch_uid="chat.user_deleted")
+def user_deleted(sender: type[User], instance: User, **kwargs: Any) -> None:
+    first_global_post = getattr(instance, "_first_global_post", None)
+    if first_global_post is not None:
+        summaries.all_seq_renumber(from_id=first_global_post)

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from chat.models import Message
+from chat.selectors import conversation_list
 from tests.conftest import PASSWORD
 
 USER_ADD_URL = "/admin/chat/user/add/"
@@ -218,3 +219,33 @@ def test_deleting_selected_messages_from_the_list_removes_them(admin_client, ali
     )
     assert response.status_code == 302
     assert list(Message.objects.values_list("id", flat=True)) == [kept.id]
+
+
+def test_deleting_messages_in_the_admin_keeps_the_conversation_list_exact(
+    admin_client, alice, bob, carol, send
+):
+    first = send(alice, bob, "first")
+    doomed = [send(alice, bob, "second").pk, send(carol, None).pk]
+    send(carol, None)
+    admin_client.post(
+        MESSAGES_URL, {"action": "delete_selected", "_selected_action": doomed, "post": "yes"}
+    )
+    rows = {row["peer"]: row for row in conversation_list(user=bob)}
+    assert rows["alice"]["last_message"]["id"] == first.pk
+    assert (rows["alice"]["unread"], rows["ALL"]["unread"]) == (1, 1)
+
+
+# Messages: change
+
+
+def test_a_stored_messages_sender_and_recipient_cannot_be_changed(
+    admin_client, alice, bob, carol, send
+):
+    message = send(alice, bob, "hi")
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    assert "sender" not in form.fields and "recipient" not in form.fields
+    response = admin_client.post(url, {"text": "edited", "sender": carol.pk, "recipient": carol.pk})
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert (message.text, message.sender_id, message.recipient_id) == ("edited", alice.pk, bob.pk)

@@ -1,4 +1,4 @@
-"""Reads are served by indexes: no query scans the message table, whatever its size."""
+"""Reads are served by indexes: no query scans a table that grows with the messages."""
 
 import re
 
@@ -7,14 +7,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat import selectors
+from chat.models import Message, ReadMarker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# The tables that grow with the messages and the users: the messages themselves, read markers
+# and the conversation summaries.
+GROWING_TABLES = ("chat_message", "chat_readmarker", "chat_conversation")
+
 
 def _postgres_full_scans(plan: dict) -> list[str]:
-    """Scan nodes on the message table that no index condition bounds."""
+    """Scan nodes on a growing table that no index condition bounds."""
     found = []
-    if plan.get("Relation Name") == "chat_message" and "Scan" in plan["Node Type"]:
+    if plan.get("Relation Name") in GROWING_TABLES and "Scan" in plan["Node Type"]:
         bounded = "Index Cond" in plan or plan["Node Type"] == "Bitmap Heap Scan"
         if not bounded:
             found.append(f"{plan['Node Type']} {plan.get('Index Name', '')}".strip())
@@ -25,8 +30,8 @@ def _postgres_full_scans(plan: dict) -> list[str]:
     return found
 
 
-def full_scans_of_messages(sql: str) -> list[str]:
-    """The plan steps that read the whole message table or a whole index of it."""
+def full_scans(sql: str) -> list[str]:
+    """The plan steps that read a whole growing table or a whole index of one."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Forbid sequential scans, so that only a query no index can bound shows one
@@ -38,7 +43,8 @@ def full_scans_of_messages(sql: str) -> list[str]:
             return _postgres_full_scans(plan["Plan"])
         cursor.execute("EXPLAIN QUERY PLAN " + sql)
         lines = [row[-1] for row in cursor.fetchall()]
-        return [line for line in lines if re.match(r"SCAN (chat_message|U0|T\d)\b", line)]
+        tables = "|".join(GROWING_TABLES)
+        return [line for line in lines if re.match(rf"SCAN ({tables}|U0|T\d)\b", line)]
 
 
 def assert_indexed(run) -> None:
@@ -47,10 +53,10 @@ def assert_indexed(run) -> None:
     assert captured.captured_queries
     for query in captured.captured_queries:
         sql = query["sql"]
-        if "chat_message" not in sql:
+        if not any(table in sql for table in GROWING_TABLES):
             continue
         # Re-run each captured statement's plan; the captured SQL has its values inlined.
-        scans = full_scans_of_messages(sql)
+        scans = full_scans(sql)
         assert not scans, f"{sql}\n{scans}"
 
 
@@ -78,4 +84,11 @@ def test_sync_and_last_id_use_indexes(history, alice):
 
 
 def test_conversation_list_uses_indexes(history, alice):
+    assert_indexed(lambda: selectors.conversation_list(user=alice))
+
+
+def test_conversation_list_uses_indexes_with_read_markers(history, alice, bob):
+    last = Message.objects.order_by("-id").first().id
+    ReadMarker.objects.create(user=alice, peer=bob, up_to=last - 20)
+    ReadMarker.objects.create(user=alice, peer=None, up_to=last - 10)
     assert_indexed(lambda: selectors.conversation_list(user=alice))
