@@ -180,8 +180,11 @@ def _newest_first(queries: list[_Ordered], *, limit: int) -> tuple[list[dict[str
     """Merge index-ordered queries (each newest first) into the newest `limit` rows."""
     rows: dict[int, dict[str, Any]] = {}
     for query, order in queries:
-        newest = query.order_by(*(f"-{field}" for field in order))
-        for row in newest.values(*_FIELDS)[: limit + 1]:
+        # The ids first, from the index alone, then those rows: fetching whole rows, the
+        # planner may read a whole conversation and sort it when it expects it to be short.
+        newest = query.order_by(*(f"-{field}" for field in order)).values("id")[: limit + 1]
+        page = Message.objects.filter(id__in=newest).order_by("-id")
+        for row in page.values(*_FIELDS):
             rows[row["id"]] = row
     ordered = sorted(rows.values(), key=lambda row: row["id"], reverse=True)
     return ordered[:limit], len(ordered) > limit
