@@ -257,7 +257,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.relay_pending is not None:
             self.relay_pending.append(frame)
         else:
-            await self.send(text_data=frame)
+            # Straight to the server: this runs once per socket for every post to everyone.
+            await self.base_send({"type": "websocket.send", "text": frame})
 
     async def relay_release(self) -> None:
         """Send the frames held back during the handshake, in order, then relay directly."""

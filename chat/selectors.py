@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db import connection
-from django.db.models import Q
 from django.utils.crypto import constant_time_compare
 
 from . import protocol
@@ -120,11 +119,14 @@ def messages_by_client_id(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str]
     """Stored messages by (sender id, client id), in one query on the unique index."""
     if not keys:
         return {}
-    match = Q()
-    for sender_id, client_id in keys:
-        match |= Q(sender_id=sender_id, client_id=client_id)
-    found = Message.objects.filter(match).select_related("recipient")
-    return {(m.sender_id, m.client_id): m for m in found}
+    # Two lists rather than one OR per key: the same probes of the unique (sender, client id)
+    # index, in a statement the ORM builds several times faster. Rows that pair a sender with
+    # another sender's client id are dropped here.
+    found = Message.objects.filter(
+        sender_id__in={sender_id for sender_id, _ in keys},
+        client_id__in={client_id for _, client_id in keys},
+    ).select_related("recipient")
+    return {(m.sender_id, m.client_id): m for m in found if (m.sender_id, m.client_id) in keys}
 
 
 def peer_resolve(*, peer: str) -> User | None:

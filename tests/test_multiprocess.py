@@ -1,12 +1,12 @@
 """Two channel layer instances on one Redis stand in for two server processes."""
 
 import pytest
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from django.urls import path
 
 from chat.consumers import ChatConsumer
 from chat.security import SameOriginValidator
+from chat.socket_auth import socket_auth_stack
 from chatsite.settings import redis_channel_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -21,7 +21,7 @@ def two_processes(settings, redis_url):
         "second": redis_channel_layer(redis_url),
     }
     consumer = ChatConsumer.as_asgi(channel_layer_alias="second")
-    return SameOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/chat/", consumer)])))
+    return SameOriginValidator(socket_auth_stack(URLRouter([path("ws/chat/", consumer)])))
 
 
 async def test_dm_from_one_process_reaches_a_socket_on_the_other(

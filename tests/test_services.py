@@ -56,6 +56,22 @@ def test_a_resend_of_a_stored_message_answers_with_the_first_id(alice, bob):
     assert Message.objects.get().text == "original"
 
 
+def test_a_client_id_is_a_resend_only_for_the_sender_who_used_it(alice, bob, carol):
+    [alices, carols] = services._messages_store(
+        [request(alice, "bob", "from alice", client_id="x"), request(carol, "bob", client_id="y")]
+    )
+    # Each sender reuses the other's client id: two new messages, not resends.
+    swapped = services._messages_store(
+        [request(alice, "bob", "new", client_id="y"), request(carol, "bob", "new", client_id="x")]
+    )
+    assert [result.created for result in swapped] == [True, True]
+    assert {result.payload["id"] for result in swapped}.isdisjoint(
+        {alices.payload["id"], carols.payload["id"]}
+    )
+    [resent] = services._messages_store([request(alice, "bob", "retry", client_id="x")])
+    assert (resent.created, resent.payload["id"]) == (False, alices.payload["id"])
+
+
 def test_a_single_store_resolves_a_client_id_stored_by_someone_else_meanwhile(alice, bob):
     Message.objects.create(sender=alice, recipient=bob, text="raced", client_id="k")
     stored = services._message_store_one(request(alice, "bob", "late", client_id="k"))
