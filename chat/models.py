@@ -41,8 +41,14 @@ class User(AbstractUser):
 
 
 class MessageQuerySet(models.QuerySet):
-    def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:
-        """Insert messages; ALL messages get their ordinals and the summaries count them."""
+    def bulk_create(
+        self, objs: Iterable["Message"], *args: Any, order_locked: bool = False, **kwargs: Any
+    ) -> list["Message"]:
+        """Insert messages; ALL messages get their ordinals and the summaries count them.
+
+        order_locked: the caller's transaction holds the message order lock already (taking
+        it again would cost a round trip per batch on the path of every message).
+        """
         from . import summaries
 
         if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
@@ -52,7 +58,8 @@ class MessageQuerySet(models.QuerySet):
             )
         objs = list(objs)
         with transaction.atomic(using=self.db, savepoint=False):
-            summaries.message_order_lock()
+            if not order_locked:
+                summaries.message_order_lock()
             summaries.all_seq_assign(messages=objs)
             created = super().bulk_create(objs, *args, **kwargs)
             summaries.conversations_add(messages=created)

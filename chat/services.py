@@ -131,7 +131,7 @@ def _messages_store(requests: list[_ToStore]) -> list[_Stored | Exception]:
                 if request.client_id:
                     first_of[key] = index
             # Also numbers the ALL messages and counts them all into the conversation summaries.
-            Message.objects.bulk_create([message for _, message, _ in new])
+            Message.objects.bulk_create([message for _, message, _ in new], order_locked=True)
     except IntegrityError:
         # Another process stored one of these client ids meanwhile (SQLite only: PostgreSQL
         # writers hold the lock): store them one by one, each resend resolved on its own.

@@ -1,6 +1,8 @@
 """Message storing in batches: one transaction, each request its own answer."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chat import services
 from chat.exceptions import NotFound
@@ -28,6 +30,16 @@ def test_a_batch_stores_each_message_with_ids_in_request_order(alice, bob, carol
         "3",
     ]
     assert all(result.created for result in results)
+
+
+def test_a_batch_takes_the_message_order_lock_once(alice, bob, carol):
+    with CaptureQueriesContext(connection) as captured:
+        services._messages_store(
+            [request(alice, "bob"), request(bob, "ALL"), request(carol, "alice", client_id="c")]
+        )
+    locks = [q for q in captured.captured_queries if "pg_advisory_xact_lock" in q["sql"]]
+    # SQLite serialises writers itself and takes no lock.
+    assert len(locks) == (1 if connection.vendor == "postgresql" else 0)
 
 
 def test_an_unknown_recipient_fails_only_its_own_request(alice, bob):
