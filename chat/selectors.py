@@ -178,6 +178,12 @@ def _posts() -> _Ordered:
     return Message.objects.filter(recipient__isnull=True), ("recipient_id", "id")
 
 
+def posts_newest_first() -> Any:
+    """Every ALL message, newest first, in the order of the (recipient, id) index."""
+    query, order = _posts()
+    return query.order_by(*(f"-{field}" for field in order))
+
+
 def _newest_first(queries: list[_Ordered], *, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """Merge index-ordered queries (each newest first) into the newest `limit` rows."""
     rows: dict[int, dict[str, Any]] = {}

@@ -19,9 +19,10 @@ recomputes everything after messages are written by SQL.
 
 from collections import Counter
 
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 
 from .models import Conversation, Message, ReadMarker
+from .selectors import posts_newest_first
 
 # (id, sender id, recipient id) of a message.
 MessageRow = tuple[int, int, int | None]
@@ -46,18 +47,12 @@ def _tables() -> dict[str, str]:
     }
 
 
-def _posts_newest_first() -> models.QuerySet:
-    # Ordered by recipient too, so that PostgreSQL walks the (recipient, id) index: walking the
-    # primary key back instead would read every DM since the last ALL message.
-    return Message.objects.filter(recipient__isnull=True).order_by("-recipient_id", "-id")
-
-
 def all_seq_assign(*, messages: list[Message]) -> None:
     """Number the unsaved ALL messages among these after the newest stored one (lock held)."""
     posts = [message for message in messages if message.recipient_id is None]
     if not posts:
         return
-    newest = _posts_newest_first().values_list("all_seq", flat=True).first()
+    newest = posts_newest_first().values_list("all_seq", flat=True).first()
     for ordinal, post in enumerate(posts, start=(newest or 0) + 1):
         post.all_seq = ordinal
 
@@ -192,7 +187,7 @@ def all_seq_renumber(*, from_id: int = 0) -> None:
 
     Reads every ALL message from from_id on and rewrites those whose ordinal changes.
     """
-    before = _posts_newest_first().filter(id__lt=from_id).values_list("all_seq", flat=True).first()
+    before = posts_newest_first().filter(id__lt=from_id).values_list("all_seq", flat=True).first()
     with connection.cursor() as cursor:
         cursor.execute(_RENUMBER.format(**_tables()), [before or 0, from_id])
 
