@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db import connection
+from django.db.models.expressions import RawSQL
 from django.utils.crypto import constant_time_compare
 
 from . import protocol
@@ -184,41 +185,59 @@ def posts_newest_first() -> Any:
     return query.order_by(*(f"-{field}" for field in order))
 
 
-def _newest_first(queries: list[_Ordered], *, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Merge index-ordered queries (each newest first) into the newest `limit` rows."""
-    rows: dict[int, dict[str, Any]] = {}
-    for query, order in queries:
-        # The ids first, from the index alone, then those rows: fetching whole rows, the
-        # planner may read a whole conversation and sort it when it expects it to be short.
-        newest = query.order_by(*(f"-{field}" for field in order)).values("id")[: limit + 1]
-        page = Message.objects.filter(id__in=newest).order_by("-id")
-        for row in page.values(*_FIELDS):
-            rows[row["id"]] = row
-    ordered = sorted(rows.values(), key=lambda row: row["id"], reverse=True)
-    return ordered[:limit], len(ordered) > limit
+# One index range of a conversation, in plain SQL: (condition, its parameters, the index's
+# order newest first). The ALL range is ordered by recipient too (see _posts).
+_Range = tuple[str, list[Any], str]
 
 
-def _conversation_queries(*, user: User, peer: User | None) -> list[_Ordered]:
+def _conversation_ranges(*, user: User, peer: User | None) -> list[_Range]:
     if peer is None:
-        return [_posts()]
+        return [("recipient_id IS NULL", [], "recipient_id DESC, id DESC")]
     if peer.pk == user.pk:
-        return [(Message.objects.filter(sender=user, recipient=user), ("id",))]
-    # Two queries, one per direction, each a range scan of the (sender, recipient, id) index.
+        return [("sender_id = %s AND recipient_id = %s", [user.pk, user.pk], "id DESC")]
+    # One range per direction, each a range scan of the (sender, recipient, id) index.
     return [
-        (Message.objects.filter(sender=user, recipient=peer), ("id",)),
-        (Message.objects.filter(sender=peer, recipient=user), ("id",)),
+        ("sender_id = %s AND recipient_id = %s", [user.pk, peer.pk], "id DESC"),
+        ("sender_id = %s AND recipient_id = %s", [peer.pk, user.pk], "id DESC"),
     ]
+
+
+def _newest_ids(ranges: list[_Range], *, before: int | None, limit: int) -> RawSQL:
+    """The ids of the newest `limit` messages of each range, from the indexes alone.
+
+    Ids first, then those rows: fetching whole rows, the planner may read a whole
+    conversation and sort it when it expects it to be short. Plain SQL, since the ORM cannot
+    limit the parts of a UNION on SQLite, and building the subqueries cost more than running
+    them.
+    """
+    table = connection.ops.quote_name(Message._meta.db_table)
+    parts: list[str] = []
+    params: list[Any] = []
+    for number, (condition, values, order) in enumerate(ranges):
+        if before is not None:
+            condition, values = f"{condition} AND id < %s", [*values, before]
+        parts.append(
+            f"SELECT id FROM (SELECT id FROM {table} WHERE {condition} "
+            f"ORDER BY {order} LIMIT %s) AS range{number}"
+        )
+        params += [*values, limit]
+    return RawSQL(" UNION ALL ".join(parts), params)
 
 
 def message_history_list(
     *, user: User, peer: User | None, before: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The newest `limit` messages of one conversation with id < before, ascending."""
-    queries = _conversation_queries(user=user, peer=peer)
-    if before is not None:
-        queries = [(query.filter(id__lt=before), order) for query, order in queries]
-    rows, has_more = _newest_first(queries, limit=limit)
-    return _payloads(list(reversed(rows))), has_more
+    """The newest `limit` messages of one conversation with id < before, ascending.
+
+    One query for a DM page (its two users are known); an ALL page adds one for usernames.
+    """
+    ids = _newest_ids(_conversation_ranges(user=user, peer=peer), before=before, limit=limit + 1)
+    page = Message.objects.filter(id__in=ids).order_by("-id").values(*_FIELDS)[: limit + 1]
+    rows = list(page)
+    has_more = len(rows) > limit
+    rows = rows[:limit][::-1]
+    names = None if peer is None else {user.pk: user.username, peer.pk: peer.username}
+    return _payloads(rows, names=names), has_more
 
 
 def _visible_queries(*, user_id: int) -> list[_Ordered]:
@@ -274,14 +293,12 @@ def message_last_visible_id(*, user_id: int) -> int:
 
 
 def conversation_last_id(*, user: User, peer: User | None) -> int:
-    """The newest message id in one conversation, 0 when it is empty."""
-    newest = 0
-    for query, order in _conversation_queries(user=user, peer=peer):
-        newest_first = query.order_by(*(f"-{field}" for field in order))
-        found = newest_first.values_list("id", flat=True).first()
-        if found is not None and found > newest:
-            newest = found
-    return newest
+    """The newest message id in one conversation, 0 when it is empty (one query)."""
+    newest = _newest_ids(_conversation_ranges(user=user, peer=peer), before=None, limit=1)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(id) FROM ({newest.sql}) AS newest", newest.params)
+        (found,) = cursor.fetchone()
+    return found or 0
 
 
 # The newest ALL message, its ordinal and the ordinal at the user's ALL marker: index probes.

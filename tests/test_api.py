@@ -426,3 +426,27 @@ def test_conversations_take_the_same_number_of_queries_for_one_peer_or_many(
         send(alice, peer)
         ReadMarker.objects.create(user=alice, peer=peer, up_to=0)
     assert queries_for_conversations() == one_peer
+
+
+def queries_for(client: Any, url: str, params: dict[str, Any]) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url, params).status_code == 200
+    return [query["sql"] for query in captured]
+
+
+def test_a_dm_history_page_reads_its_messages_in_one_query(as_alice, alice, bob, send):
+    for i in range(30):
+        send(alice, bob, f"to bob {i}")
+        send(bob, alice, f"to alice {i}")
+    statements = queries_for(as_alice, MESSAGES_URL, {"peer": "bob", "limit": 10, "before": 50})
+    on_messages = [sql for sql in statements if "chat_message" in sql]
+    # Both directions in one statement; the two usernames are known without a query.
+    assert len(on_messages) == 1, on_messages
+    assert not any("username" in sql and "IN (" in sql for sql in statements), statements
+
+
+def test_an_all_history_page_reads_messages_then_their_senders_names(as_alice, alice, bob, send):
+    for i in range(5):
+        send(bob, None, f"post {i}")
+    statements = queries_for(as_alice, MESSAGES_URL, {"peer": "ALL"})
+    assert len([sql for sql in statements if "chat_message" in sql]) == 1, statements
