@@ -1,11 +1,14 @@
 """Delivery through the channel layer, in as few Redis round trips as the layer allows.
 
-With Redis as the layer, a DM costs one round trip: a script checks whether the recipient is
-online, publishes to the recipient's group and, unless the sending socket is the sender's only
-one, to the sender's group. When it is the only one, the sending socket is given the frame
-directly instead of hearing it back from Redis. Publishes go through the process's pooled
-Redis client rather than the layer's single locked connection, so they do not queue behind
-each other. Subscriptions (group_add) stay with the layer, which owns the receiving side.
+With Redis as the layer, DMs cost one round trip per batch: a script checks, for each DM,
+whether the recipient is online, publishes to the recipient's group and, unless the sending
+socket is the sender's only one, to the sender's group. DMs whose senders are told of their
+commit together (chat/services.py stores them in batches) are delivered together: those that
+arrive while one script runs share the next. When the sending socket is the sender's only
+one, it is given the frame directly instead of hearing it back from Redis. Publishes go
+through the process's pooled Redis client rather than the layer's single locked connection,
+so they do not queue behind each other. Subscriptions (group_add) stay with the layer, which
+owns the receiving side.
 
 Any other layer (the in-memory one) gets plain group_send calls and a presence lookup.
 """
@@ -16,27 +19,35 @@ from typing import Any
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from .batching import Batcher
 from .groups import user_group
 from .presence import RedisPresenceStore, get_presence_store
 from .redis import LuaScript, get_redis
 
-# KEYS: the online set, the sender's connections. ARGV: recipient id, sending channel,
-# payload, recipient's group channel ('' when the recipient is the sender), sender's group
-# channel. Returns {recipient online (0/1), sender's group skipped (0/1)}.
-_DM = LuaScript(
+# For the i-th DM: KEYS[2i-1] the online set, KEYS[2i] the sender's connections; ARGV[5i-4..5i]
+# the recipient id, the sending channel, the payload, the recipient's group channel ('' when
+# the recipient is the sender) and the sender's group channel. Returns, for each DM in order,
+# recipient online (0/1) and sender's group skipped (0/1).
+_DMS = LuaScript(
     """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local online = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') > now
-if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[4], ARGV[3])
+local results = {}
+for i = 1, #KEYS / 2 do
+  local arg = (i - 1) * 5
+  local online = tonumber(redis.call('ZSCORE', KEYS[2 * i - 1], ARGV[arg + 1]) or '0') > now
+  if ARGV[arg + 4] ~= '' then
+    redis.call('PUBLISH', ARGV[arg + 4], ARGV[arg + 3])
+  end
+  local live = redis.call('ZRANGEBYSCORE', KEYS[2 * i], '(' .. now, '+inf', 'LIMIT', 0, 2)
+  local skipped = #live == 1 and live[1] == ARGV[arg + 2]
+  if not skipped then
+    redis.call('PUBLISH', ARGV[arg + 5], ARGV[arg + 3])
+  end
+  results[#results + 1] = online and 1 or 0
+  results[#results + 1] = skipped and 1 or 0
 end
-local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, 2)
-if #live == 1 and live[1] == ARGV[2] then
-  return {online and 1 or 0, 1}
-end
-redis.call('PUBLISH', ARGV[5], ARGV[3])
-return {online and 1 or 0, 0}
+return results
 """
 )
 
@@ -62,6 +73,25 @@ async def group_publish(group: str, event: dict[str, Any]) -> None:
     await get_redis().publish(layer._get_group_channel_name(group), layer.serialize(event))
 
 
+@dataclass(frozen=True, slots=True)
+class _Dm:
+    keys: tuple[str, str]
+    args: tuple[Any, ...]
+
+
+async def _dms_deliver(dms: list[_Dm]) -> list[DmDelivery | Exception]:
+    flags = await _DMS(
+        [key for dm in dms for key in dm.keys], [arg for dm in dms for arg in dm.args]
+    )
+    return [
+        DmDelivery(recipient_online=bool(online), origin_needs_frame=bool(skipped))
+        for online, skipped in zip(flags[::2], flags[1::2], strict=True)
+    ]
+
+
+_dm_publisher: Batcher[_Dm, DmDelivery] = Batcher(_dms_deliver)
+
+
 async def dm_deliver(
     *, sender_id: int, recipient_id: int, origin_channel: str, event: dict[str, Any]
 ) -> DmDelivery:
@@ -70,17 +100,18 @@ async def dm_deliver(
     store = get_presence_store()
     if layer is not None and isinstance(store, RedisPresenceStore):
         group_channel = layer._get_group_channel_name
-        online, skipped = await _DM(
-            [store.online_key, store.connections_key(sender_id)],
-            [
-                int(recipient_id),
-                origin_channel,
-                layer.serialize(event),
-                "" if recipient_id == sender_id else group_channel(user_group(recipient_id)),
-                group_channel(user_group(sender_id)),
-            ],
+        return await _dm_publisher.submit(
+            _Dm(
+                keys=(store.online_key, store.connections_key(sender_id)),
+                args=(
+                    int(recipient_id),
+                    origin_channel,
+                    layer.serialize(event),
+                    "" if recipient_id == sender_id else group_channel(user_group(recipient_id)),
+                    group_channel(user_group(sender_id)),
+                ),
+            )
         )
-        return DmDelivery(recipient_online=bool(online), origin_needs_frame=bool(skipped))
     online = await store.is_online(user_id=recipient_id)
     await group_publish(user_group(recipient_id), event)
     if recipient_id != sender_id:

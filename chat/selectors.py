@@ -117,17 +117,25 @@ def users_active_ids(*, usernames: set[str]) -> dict[str, int]:
 
 
 def messages_by_client_id(*, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
-    """Stored messages by (sender id, client id), in one query on the unique index."""
+    """The stored messages among these (sender id, client id) pairs."""
     if not keys:
         return {}
-    # Two lists rather than one OR per key: the same probes of the unique (sender, client id)
-    # index, in a statement the ORM builds several times faster. Rows that pair a sender with
-    # another sender's client id are dropped here.
-    found = Message.objects.filter(
-        sender_id__in={sender_id for sender_id, _ in keys},
-        client_id__in={client_id for _, client_id in keys},
-    ).select_related("recipient")
-    return {(m.sender_id, m.client_id): m for m in found if (m.sender_id, m.client_id) in keys}
+    # Plain SQL with one row value per key: one probe of the unique (sender, client id) index
+    # each, whatever the statistics. With a list of senders and a list of client ids, a
+    # planner with stale statistics (after a bulk load) read every message of those senders.
+    table = connection.ops.quote_name(Message._meta.db_table)
+    pairs = ", ".join(["(%s, %s)"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE client_id IS NOT NULL "
+            f"AND (sender_id, client_id) IN ({pairs})",
+            [value for key in keys for value in key],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return {}
+    found = Message.objects.filter(id__in=ids).select_related("recipient")
+    return {(m.sender_id, m.client_id): m for m in found}
 
 
 def peer_resolve(*, peer: str) -> User | None:

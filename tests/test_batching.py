@@ -74,3 +74,20 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_write():
         await leaving
     assert await batcher.submit(2) == 2
     assert written == [1, 2]
+
+
+async def test_a_coroutine_write_runs_on_the_event_loop_and_batches_the_same_way():
+    batches: list[list[int]] = []
+    loop_thread = threading.get_ident()
+
+    async def write(items: list[int]) -> list[int]:
+        assert threading.get_ident() == loop_thread
+        batches.append(items)
+        await asyncio.sleep(0.05)
+        return [item + 1 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(write)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.01)
+    assert await asyncio.gather(first, *(batcher.submit(n) for n in (1, 2))) == [1, 2, 3]
+    assert batches == [[0], [1, 2]]

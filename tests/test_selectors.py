@@ -92,3 +92,40 @@ def test_conversation_list_uses_indexes_with_read_markers(history, alice, bob):
     ReadMarker.objects.create(user=alice, peer=bob, up_to=last - 20)
     ReadMarker.objects.create(user=alice, peer=None, up_to=last - 10)
     assert_indexed(lambda: selectors.conversation_list(user=alice))
+
+
+def plan_text(sql: str) -> str:
+    with connection.cursor() as cursor:
+        prefix = "EXPLAIN " if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN "
+        cursor.execute(prefix + sql)
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_looking_up_resent_client_ids_probes_only_those_keys(make_user, bob):
+    # Statistics gathered when each sender had a few messages, then thousands more (as after
+    # a bulk load): the lookup must still go straight to the (sender, client id) keys instead
+    # of reading every message of those senders.
+    senders = [make_user(f"sender{n}") for n in range(14)]
+
+    def write(count: int, start: int) -> None:
+        Message.objects.bulk_create(
+            Message(sender=sender, recipient=bob, text="x", client_id=f"{sender.pk}-{n}")
+            for sender in senders
+            for n in range(start, start + count)
+        )
+
+    write(5, 0)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE chat_message")
+    write(400, 5)
+    keys = {(sender.pk, f"new-{sender.pk}") for sender in senders} | {
+        (senders[0].pk, f"{senders[0].pk}-7")
+    }
+    with CaptureQueriesContext(connection) as captured:
+        found = selectors.messages_by_client_id(keys=keys)
+    assert set(found) == {(senders[0].pk, f"{senders[0].pk}-7")}
+    lookup = next(q["sql"] for q in captured if "client_id" in q["sql"].split("WHERE")[1])
+    plan = plan_text(lookup)
+    assert "message_unique_sender_client_id" in plan, plan
+    assert "message_pair_id" not in plan and "message_sender_id" not in plan, plan
