@@ -1,13 +1,17 @@
 """The chat socket: authenticate, parse with protocol.py, call one service, send the reply."""
 
+import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import protocol, selectors, services
@@ -28,7 +32,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await self._serve(scope, receive, send)
         except REDIS_ERRORS as error:
             # The channel layer lost Redis while this socket waited for events: it can no
             # longer hear its groups. Close it so the client reconnects and syncs.
@@ -36,6 +40,36 @@ class ChatConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN_LATER})
             await self.disconnect(protocol.CLOSE_TRY_AGAIN_LATER)
+
+    async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__, with one inbox instead of await_many_dispatch.
+
+        Channels waits for the socket and the channel layer with asyncio.wait and starts a new
+        task for every event it takes; here one long-lived task per source feeds one queue,
+        which is read in arrival order and handled one event at a time, as before.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        inbox: asyncio.Queue[Any] = asyncio.Queue()
+        feeders = [asyncio.ensure_future(_feed(inbox, source)) for source in sources]
+        try:
+            while True:
+                message = await inbox.get()
+                if isinstance(message, Exception):
+                    raise message
+                await self.dispatch(message)
+        except StopConsumer:
+            pass
+        finally:
+            for feeder in feeders:
+                feeder.cancel()
+            await asyncio.gather(*feeders, return_exceptions=True)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, a trip through
@@ -303,3 +337,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         if code is not None:
             await self.close(code=code)
+
+
+async def _feed(inbox: "asyncio.Queue[Any]", source: Any) -> None:
+    """Put every event of one source in the inbox; an error ends it and is put there too."""
+    try:
+        while True:
+            inbox.put_nowait(await source())
+    except Exception as error:
+        inbox.put_nowait(error)

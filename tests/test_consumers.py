@@ -1,10 +1,13 @@
 """The chat socket, end to end through the ASGI stack, as the contract's tables say."""
 
+import asyncio
 import json
 
 import pytest
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from chat import delivery, selectors, services
@@ -631,3 +634,28 @@ async def test_a_dm_to_a_user_deactivated_a_moment_ago_is_404(connect_as, alice,
     await bob.asave()
     await alice_socket.send(dm("bob", "after"))
     assert (await alice_socket.receive_until("response"))["code"] == 404
+
+
+async def test_a_channel_layer_that_fails_while_the_socket_waits_closes_it_with_1013(
+    connect_as, alice, monkeypatch
+):
+    failing = asyncio.Event()
+    layer = get_channel_layer()
+    receive = layer.receive
+
+    async def receive_until_redis_fails(channel):
+        waiting = asyncio.ensure_future(receive(channel))
+        failed = asyncio.ensure_future(failing.wait())
+        await asyncio.wait([waiting, failed], return_when=asyncio.FIRST_COMPLETED)
+        if waiting.done():
+            failed.cancel()
+            return waiting.result()
+        waiting.cancel()
+        raise redis.exceptions.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(layer, "receive", receive_until_redis_fails)
+    socket = await connect_as(alice)
+    await socket.send({"type": "ping"})
+    assert (await socket.receive_until("pong"))["type"] == "pong"
+    failing.set()
+    assert await socket.closed_with(seconds=3) == 1013
