@@ -56,7 +56,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
             sources.append(self.channel_receive)
         self.base_send = send
-        inbox: asyncio.Queue[Any] = asyncio.Queue()
+        inbox = _Inbox()
         feeders = [asyncio.ensure_future(_feed(inbox, source)) for source in sources]
         try:
             while True:
@@ -339,10 +339,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=code)
 
 
-async def _feed(inbox: "asyncio.Queue[Any]", source: Any) -> None:
+class _Inbox:
+    """The events of one socket in arrival order: a list and one waiter (an asyncio.Queue
+    costs 3 KiB, a tenth of an idle socket)."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.pop(0)
+
+
+async def _feed(inbox: _Inbox, source: Any) -> None:
     """Put every event of one source in the inbox; an error ends it and is put there too."""
     try:
         while True:
-            inbox.put_nowait(await source())
+            inbox.put(await source())
     except Exception as error:
-        inbox.put_nowait(error)
+        inbox.put(error)
