@@ -45,7 +45,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Channels' AsyncConsumer.__call__, with one inbox instead of await_many_dispatch.
 
         Channels waits for the socket and the channel layer with asyncio.wait and starts a new
-        task for every event it takes; here one long-lived task per source feeds one queue,
+        task for every event it takes; here one long-lived task per source feeds one inbox,
         which is read in arrival order and handled one event at a time, as before.
         """
         self.scope = scope

@@ -230,22 +230,22 @@ class RedisPresenceStore:
         """The sorted set of one user's channel names, scored by expiry."""
         return f"{self._conns_prefix}{int(user_id)}"
 
-    _conns = connections_key
-
     async def connect(self, *, user_id: int, username: str, channel_name: str) -> int:
-        keys = [self._conns(user_id), self._online_key, self._names_key]
+        keys = [self.connections_key(user_id), self._online_key, self._names_key]
         args = [channel_name, int(user_id), username, self._ttl]
         return int(await _CONNECT(keys, args))
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
-        keys = [self._conns(user_id), self._online_key]
+        keys = [self.connections_key(user_id), self._online_key]
         return bool(await _DISCONNECT(keys, [channel_name, int(user_id)]))
 
     async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
         came_online: list[int] = []
         for start in range(0, len(connections), _HEARTBEAT_CHUNK):
             chunk = connections[start : start + _HEARTBEAT_CHUNK]
-            keys = [self._online_key, self._names_key] + [self._conns(u) for u, _, _ in chunk]
+            keys = [self._online_key, self._names_key] + [
+                self.connections_key(u) for u, _, _ in chunk
+            ]
             args: list[str | int | float] = [self._ttl]
             for user_id, username, channel_name in chunk:
                 args += [int(user_id), username, channel_name]

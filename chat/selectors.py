@@ -193,14 +193,18 @@ def posts_newest_first() -> Any:
     return query.order_by(*(f"-{field}" for field in order))
 
 
+# _posts in plain SQL: the condition, and newest first in the (recipient, id) index's order.
+_POSTS_WHERE = "recipient_id IS NULL"
+_POSTS_NEWEST_FIRST = "recipient_id DESC, id DESC"
+
 # One index range of a conversation, in plain SQL: (condition, its parameters, the index's
-# order newest first). The ALL range is ordered by recipient too (see _posts).
+# order newest first).
 _Range = tuple[str, list[Any], str]
 
 
 def _conversation_ranges(*, user: User, peer: User | None) -> list[_Range]:
     if peer is None:
-        return [("recipient_id IS NULL", [], "recipient_id DESC, id DESC")]
+        return [(_POSTS_WHERE, [], _POSTS_NEWEST_FIRST)]
     if peer.pk == user.pk:
         return [("sender_id = %s AND recipient_id = %s", [user.pk, user.pk], "id DESC")]
     # One range per direction, each a range scan of the (sender, recipient, id) index.
@@ -281,7 +285,7 @@ def _last_visible_id_sql() -> str:
     table = connection.ops.quote_name(Message._meta.db_table)
     # The three parts of _visible_queries, each one probe of an index, in one statement.
     parts = [
-        "recipient_id IS NULL ORDER BY recipient_id DESC, id DESC",  # see _posts
+        f"{_POSTS_WHERE} ORDER BY {_POSTS_NEWEST_FIRST}",
         "sender_id = %s ORDER BY id DESC",
         "recipient_id = %s ORDER BY id DESC",
     ]
@@ -309,19 +313,16 @@ def conversation_last_id(*, user: User, peer: User | None) -> int:
     return found or 0
 
 
-# The newest ALL message, its ordinal and the ordinal at the user's ALL marker: index probes.
-# Ordered by recipient too, so that PostgreSQL walks the (recipient, id) index: walking the
-# primary key back instead would read every DM since the last ALL message.
+# The newest ALL message, its ordinal and the ordinal at the user's ALL marker: index probes
+# in the (recipient, id) index's order (see _posts).
 _GLOBAL_FIGURES_SQL = """
     SELECT
-        (SELECT id FROM {message} WHERE recipient_id IS NULL
-         ORDER BY recipient_id DESC, id DESC LIMIT 1),
-        (SELECT all_seq FROM {message} WHERE recipient_id IS NULL
-         ORDER BY recipient_id DESC, id DESC LIMIT 1),
+        (SELECT id FROM {message} WHERE {posts} ORDER BY {newest} LIMIT 1),
+        (SELECT all_seq FROM {message} WHERE {posts} ORDER BY {newest} LIMIT 1),
         (SELECT all_seq FROM {message}
-         WHERE recipient_id IS NULL
+         WHERE {posts}
            AND id <= (SELECT up_to FROM {marker} WHERE user_id = %s AND peer_id IS NULL)
-         ORDER BY recipient_id DESC, id DESC LIMIT 1)
+         ORDER BY {newest} LIMIT 1)
 """
 
 
@@ -347,7 +348,10 @@ def conversation_list(*, user: User) -> list[dict[str, Any]]:
         quote = connection.ops.quote_name
         cursor.execute(
             _GLOBAL_FIGURES_SQL.format(
-                message=quote(Message._meta.db_table), marker=quote(ReadMarker._meta.db_table)
+                message=quote(Message._meta.db_table),
+                marker=quote(ReadMarker._meta.db_table),
+                posts=_POSTS_WHERE,
+                newest=_POSTS_NEWEST_FIRST,
             ),
             [user.pk],
         )
