@@ -138,6 +138,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # never reused: a pool shared by all threads is.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20}
+    # Django's backend with psycopg's compiled timestamp parser (chat/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "chat.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers wait for the lock instead of failing at once with "database is locked". A
     # transaction that reads before it writes (storing a message reads earlier client ids)

@@ -172,7 +172,7 @@ def current_database_url() -> str:
                 "set DATABASES['default']['TEST']['NAME'] to a file path."
             )
         return f"sqlite:///{Path(name).resolve()}"
-    if db["ENGINE"] == "django.db.backends.postgresql":
+    if connection.vendor == "postgresql":
         user = quote(str(db.get("USER") or ""), safe="")
         password = db.get("PASSWORD")
         credentials = f"{user}:{quote(str(password), safe='')}" if password else user

@@ -72,7 +72,7 @@ def test_environment_selects_redis_postgres_and_limits():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == (
         "True ['chat.example.com', '.example.org'] 100 None "
-        "channels_redis.pubsub.RedisPubSubChannelLayer django.db.backends.postgresql"
+        "channels_redis.pubsub.RedisPubSubChannelLayer chat.postgresql"
     )
 
 
