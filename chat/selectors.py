@@ -4,6 +4,7 @@ Each function is synchronous; consumers call them through database_sync_to_async
 """
 
 import time
+from datetime import datetime
 from importlib import import_module
 from typing import Any
 
@@ -241,15 +242,40 @@ def message_history_list(
 ) -> tuple[list[dict[str, Any]], bool]:
     """The newest `limit` messages of one conversation with id < before, ascending.
 
-    One query for a DM page (its two users are known); an ALL page adds one for usernames.
+    One statement: the ids from the indexes, then those rows by primary key, with the
+    sender's name for an ALL page (a DM page's two users are known). Plain SQL: the ORM cost
+    more than the statement for a page of 50.
     """
     ids = _newest_ids(_conversation_ranges(user=user, peer=peer), before=before, limit=limit + 1)
-    page = Message.objects.filter(id__in=ids).order_by("-id").values(*_FIELDS)[: limit + 1]
-    rows = list(page)
+    quote = connection.ops.quote_name
+    sender_name = (
+        f"(SELECT username FROM {quote(User._meta.db_table)} WHERE id = m.sender_id)"
+        if peer is None
+        else "NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.id, m.sender_id, m.text, m.sent_at, {sender_name} "
+            f"FROM {quote(Message._meta.db_table)} AS m WHERE m.id IN ({ids.sql}) "
+            "ORDER BY m.id DESC LIMIT %s",
+            [*ids.params, limit + 1],
+        )
+        rows = cursor.fetchall()
     has_more = len(rows) > limit
-    rows = rows[:limit][::-1]
-    names = None if peer is None else {user.pk: user.username, peer.pk: peer.username}
-    return _payloads(rows, names=names), has_more
+    names = {} if peer is None else {user.pk: user.get_username(), peer.pk: peer.get_username()}
+    recipient_of = (
+        {} if peer is None else {user.pk: peer.get_username(), peer.pk: user.get_username()}
+    )
+    return [
+        protocol.message_payload(
+            id=message_id,
+            sender=name if peer is None else names[sender_id],
+            recipient=None if peer is None else recipient_of[sender_id],
+            text=text,
+            sent_at=_db_datetime(sent_at),
+        )
+        for message_id, sender_id, text, sent_at, name in reversed(rows[:limit])
+    ], has_more
 
 
 def _visible_queries(*, user_id: int) -> list[_Ordered]:
@@ -313,64 +339,99 @@ def conversation_last_id(*, user: User, peer: User | None) -> int:
     return found or 0
 
 
-# The newest ALL message, its ordinal and the ordinal at the user's ALL marker: index probes
-# in the (recipient, id) index's order (see _posts).
-_GLOBAL_FIGURES_SQL = """
-    SELECT
-        (SELECT id FROM {message} WHERE {posts} ORDER BY {newest} LIMIT 1),
-        (SELECT all_seq FROM {message} WHERE {posts} ORDER BY {newest} LIMIT 1),
-        (SELECT all_seq FROM {message}
-         WHERE {posts}
-           AND id <= (SELECT up_to FROM {marker} WHERE user_id = %s AND peer_id IS NULL)
-         ORDER BY {newest} LIMIT 1)
+# A user's DM conversations: each summary row with its newest message and the peer's name,
+# the message by primary key and the name by a scalar subquery (a join to the users table
+# made PostgreSQL hash all users).
+_CONVERSATIONS_SQL = """
+    SELECT c.peer_id, c.unread, c.own_after_marker,
+           m.id, m.sender_id, m.recipient_id, m.text, m.sent_at,
+           (SELECT username FROM {user} WHERE id = c.peer_id)
+    FROM {conversation} AS c LEFT JOIN {message} AS m ON m.id = c.last_id
+    WHERE c.user_id = %s
 """
+
+# The newest ALL message with its sender's name and ordinal, and the ordinal at the user's
+# ALL marker: index probes in the (recipient, id) index's order (see _posts). One row, even
+# when there is no ALL message.
+_GLOBAL_FIGURES_SQL = """
+    SELECT newest.id, newest.sender_id, newest.text, newest.sent_at, newest.all_seq,
+           (SELECT username FROM {user} WHERE id = newest.sender_id),
+           (SELECT all_seq FROM {message}
+            WHERE {posts}
+              AND id <= (SELECT up_to FROM {marker} WHERE user_id = %s AND peer_id IS NULL)
+            ORDER BY {newest} LIMIT 1)
+    FROM (SELECT 1 AS one) AS one LEFT JOIN (
+        SELECT id, sender_id, text, sent_at, all_seq FROM {message}
+        WHERE {posts} ORDER BY {newest} LIMIT 1
+    ) AS newest ON 1 = 1
+"""
+
+
+def _sql(template: str) -> str:
+    quote = connection.ops.quote_name
+    return template.format(
+        user=quote(User._meta.db_table),
+        conversation=quote(Conversation._meta.db_table),
+        message=quote(Message._meta.db_table),
+        marker=quote(ReadMarker._meta.db_table),
+        posts=_POSTS_WHERE,
+        newest=_POSTS_NEWEST_FIRST,
+    )
+
+
+def _db_datetime(value: Any) -> datetime:
+    """A datetime column read with plain SQL: PostgreSQL gives datetimes, SQLite text."""
+    if isinstance(value, datetime):
+        return value
+    return connection.ops.convert_datetimefield_value(value, None, connection)
 
 
 def conversation_list(*, user: User) -> list[dict[str, Any]]:
     """Every conversation of the user with its last message and unread count, newest first.
 
-    Read from the summaries (chat/summaries.py) in four queries, whatever the history's size.
+    Read from the summaries (chat/summaries.py) in two statements, whatever the history's
+    size. Plain SQL: built with the ORM, the four queries this took cost more than running
+    them.
     """
-    # peer id -> (last id, unread); None is the global conversation.
-    conversations: dict[int | None, tuple[int, int]] = {}
+    # (peer name, last id, unread, last message payload or None); peer None is ALL.
+    conversations: list[tuple[str, int, int, dict[str, Any] | None]] = []
     own_posts_unread = 0
-    rows = Conversation.objects.filter(user=user).values_list(
-        "peer_id", "last_id", "unread", "own_after_marker"
-    )
-    for peer_id, last_id, unread, own_after_marker in rows:
-        if peer_id is None:
-            own_posts_unread = own_after_marker
-        else:
-            conversations[peer_id] = (last_id, unread)
-
-    # Plain SQL: built with the ORM, this one statement cost more than running it.
     with connection.cursor() as cursor:
-        quote = connection.ops.quote_name
-        cursor.execute(
-            _GLOBAL_FIGURES_SQL.format(
-                message=quote(Message._meta.db_table),
-                marker=quote(ReadMarker._meta.db_table),
-                posts=_POSTS_WHERE,
-                newest=_POSTS_NEWEST_FIRST,
-            ),
-            [user.pk],
+        cursor.execute(_sql(_CONVERSATIONS_SQL), [user.pk])
+        for row in cursor.fetchall():
+            peer_id, unread, own_after_marker, last_id, sender_id, recipient_id = row[:6]
+            text, sent_at, peer_name = row[6:]
+            if peer_id is None:
+                own_posts_unread = own_after_marker
+                continue
+            # A DM's two users are the user and the peer.
+            names = {user.pk: user.get_username(), peer_id: peer_name}
+            last = None
+            if last_id is not None:
+                last = protocol.message_payload(
+                    id=last_id,
+                    sender=names[sender_id],
+                    recipient=names[recipient_id],
+                    text=text,
+                    sent_at=_db_datetime(sent_at),
+                )
+            conversations.append((peer_name, last_id or 0, unread, last))
+        cursor.execute(_sql(_GLOBAL_FIGURES_SQL), [user.pk])
+        last_id, sender_id, text, sent_at, newest, sender_name, at_marker = cursor.fetchone()
+    last = None
+    if last_id is not None:
+        last = protocol.message_payload(
+            id=last_id,
+            sender=sender_name,
+            recipient=None,
+            text=text,
+            sent_at=_db_datetime(sent_at),
         )
-        global_last, newest, at_marker = cursor.fetchone()
     # ALL messages after the marker, less the user's own posts among them.
     global_unread = (newest or 0) - (at_marker or 0) - own_posts_unread
-    conversations[None] = (global_last or 0, global_unread)
-
-    last_ids = [last for last, _ in conversations.values() if last]
-    last_rows = list(Message.objects.filter(id__in=last_ids).values(*_FIELDS))
-    # The peers' usernames in the same query as those of the last messages.
-    names = _usernames(_user_ids(last_rows) | {peer for peer in conversations if peer})
-    last_messages = {payload["id"]: payload for payload in _payloads(last_rows, names=names)}
-    ordered = sorted(conversations.items(), key=lambda item: item[1][0], reverse=True)
+    conversations.append((protocol.GLOBAL_PEER, last_id or 0, global_unread, last))
+    conversations.sort(key=lambda conversation: conversation[1], reverse=True)
     return [
-        {
-            "peer": protocol.GLOBAL_PEER if peer is None else names[peer],
-            "last_message": last_messages.get(last),
-            "unread": unread,
-        }
-        for peer, (last, unread) in ordered
+        {"peer": peer, "last_message": last, "unread": unread}
+        for peer, _, unread, last in conversations
     ]

@@ -308,7 +308,7 @@ def test_a_reply_moves_an_older_conversation_to_the_top(as_alice, alice, bob, ca
 def test_the_last_message_of_a_conversation_is_its_newest_message(as_alice, alice, bob, send):
     send(alice, bob, "first")
     newest = send(bob, alice, "second", sent_at=datetime(2026, 11, 27, 5, tzinfo=UTC))
-    global_message = send(bob, None, "to all")
+    global_message = send(bob, None, "to all", sent_at=datetime(2026, 11, 27, 6, tzinfo=UTC))
     rows = {row["peer"]: row for row in conversations(as_alice)}
     assert rows["bob"]["last_message"] == {
         "id": newest.id,
@@ -317,8 +317,13 @@ def test_the_last_message_of_a_conversation_is_its_newest_message(as_alice, alic
         "text": "second",
         "sent_at": "2026-11-27T05:00:00.000000Z",
     }
-    assert rows["ALL"]["last_message"]["id"] == global_message.id
-    assert rows["ALL"]["last_message"]["recipient"] == "ALL"
+    assert rows["ALL"]["last_message"] == {
+        "id": global_message.id,
+        "sender": "bob",
+        "recipient": "ALL",
+        "text": "to all",
+        "sent_at": "2026-11-27T06:00:00.000000Z",
+    }
     assert set(rows["ALL"]["last_message"]) == MESSAGE_KEYS
 
 
@@ -428,6 +433,25 @@ def test_conversations_take_the_same_number_of_queries_for_one_peer_or_many(
     assert queries_for_conversations() == one_peer
 
 
+def test_the_conversation_list_reads_summaries_messages_and_names_in_two_statements(
+    as_alice, alice, bob, carol, send
+):
+    send(bob, alice, "to alice")
+    send(alice, carol, "to carol")
+    send(carol, None, "to all")
+    ReadMarker.objects.create(user=alice, peer=None, up_to=0)
+    with CaptureQueriesContext(connection) as captured:
+        listed = conversations(as_alice)
+    statements = [query["sql"] for query in captured]
+    on_chat = [sql for sql in statements if "chat_conversation" in sql or "chat_message" in sql]
+    assert len(on_chat) == 2, on_chat
+    assert {row["peer"]: row["last_message"]["sender"] for row in listed} == {
+        "bob": "bob",
+        "carol": "alice",
+        "ALL": "carol",
+    }
+
+
 def queries_for(client: Any, url: str, params: dict[str, Any]) -> list[str]:
     with CaptureQueriesContext(connection) as captured:
         assert client.get(url, params).status_code == 200
@@ -445,8 +469,19 @@ def test_a_dm_history_page_reads_its_messages_in_one_query(as_alice, alice, bob,
     assert not any("username" in sql and "IN (" in sql for sql in statements), statements
 
 
-def test_an_all_history_page_reads_messages_then_their_senders_names(as_alice, alice, bob, send):
+def test_an_all_history_page_reads_messages_and_senders_names_in_one_statement(
+    as_alice, alice, bob, carol, send
+):
     for i in range(5):
         send(bob, None, f"post {i}")
-    statements = queries_for(as_alice, MESSAGES_URL, {"peer": "ALL"})
+        send(carol, None, f"reply {i}")
+    with CaptureQueriesContext(connection) as captured:
+        page = as_alice.get(MESSAGES_URL, {"peer": "ALL"}).json()["messages"]
+    statements = [query["sql"] for query in captured]
     assert len([sql for sql in statements if "chat_message" in sql]) == 1, statements
+    names_apart = [sql for sql in statements if "IN (" in sql and "chat_message" not in sql]
+    assert not names_apart, statements
+    assert [(row["sender"], row["text"]) for row in page[:2]] == [
+        ("bob", "post 0"),
+        ("carol", "reply 0"),
+    ]
