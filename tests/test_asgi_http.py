@@ -1,0 +1,114 @@
+"""HTTP under ASGI: a request's middleware and view run in one thread, async views still work."""
+
+import json
+import threading
+
+import pytest
+from asgiref.sync import SyncToAsync
+from channels.testing import HttpCommunicator
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+from chat.asgi_http import OneThreadASGIHandler
+from chatsite import urls as site_urls
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HEADERS = [(b"host", b"testserver")]
+
+# thread ident of each middleware hook and of the view, in call order
+_seen: list[tuple[str, int]] = []
+
+
+class RecordingMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        _seen.append(("middleware", threading.get_ident()))
+        response = self.get_response(request)
+        _seen.append(("middleware", threading.get_ident()))
+        return response
+
+
+def recorded_view(request: HttpRequest) -> HttpResponse:
+    _seen.append(("view", threading.get_ident()))
+    return HttpResponse("seen")
+
+
+urlpatterns = [path("recorded/", recorded_view), *site_urls.urlpatterns]
+
+
+@pytest.fixture
+def site(settings):
+    """The site's handler with its own middleware, and /recorded/."""
+    _seen.clear()
+    settings.ROOT_URLCONF = __name__
+    return OneThreadASGIHandler()
+
+
+@pytest.fixture
+def recorded_site(settings, site):
+    """The same, with a middleware that records its thread first and last in the chain."""
+    recorder = f"{__name__}.RecordingMiddleware"
+    settings.MIDDLEWARE = [recorder, *settings.MIDDLEWARE, recorder]
+    return OneThreadASGIHandler()
+
+
+async def get(application, path: str) -> dict:
+    communicator = HttpCommunicator(application, "GET", path, headers=HEADERS)
+    response = await communicator.get_response()
+    # The client goes away: Django finishes the request and closes its files.
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait()
+    return response
+
+
+async def test_a_request_runs_every_middleware_and_its_view_in_one_thread_off_the_loop(
+    recorded_site,
+):
+    response = await get(recorded_site, "/recorded/")
+
+    assert response["status"] == 200
+    assert response["body"] == b"seen"
+    assert [where for where, _ in _seen] == ["middleware", "middleware", "view"] + [
+        "middleware"
+    ] * 2
+    threads = {thread for _, thread in _seen}
+    assert len(threads) == 1
+    assert threads != {threading.get_ident()}
+
+
+async def test_a_request_crosses_from_the_event_loop_to_a_thread_only_a_few_times(
+    site, monkeypatch
+):
+    crossings = []
+    call = SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        crossings.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    response = await get(site, "/recorded/")
+
+    assert response["status"] == 200
+    # The middleware and the view in one crossing, besides Django's request_started signal and
+    # the response's close. Django's own handler made two more, and one back to the loop.
+    assert len(crossings) == 3, crossings
+
+
+async def test_the_async_health_view_still_answers_through_the_handler(site):
+    response = await get(site, "/healthz")
+
+    assert response["status"] == 200
+    assert json.loads(response["body"])["status"] == "ok"
+
+
+async def test_a_missing_page_is_a_404_with_the_security_headers(site):
+    response = await get(site, "/no-such-page/")
+
+    assert response["status"] == 404
+    headers = {name.lower(): value for name, value in response["headers"]}
+    assert b"content-security-policy" in headers
+    assert headers[b"x-frame-options"] == b"DENY"
