@@ -103,6 +103,9 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# Django's database sessions, loaded with plain SQL (chat/sessions.py).
+SESSION_ENGINE = "chat.sessions"
+
 AUTHENTICATION_BACKENDS = [
     # First: refuses log-ins while a username or an address is locked out.
     "axes.backends.AxesStandaloneBackend",
