@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from .exceptions import ProtocolError, TooLong
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -278,5 +280,9 @@ def error_frame(*, code: int, detail: str) -> dict[str, Any]:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    """Serialise a server frame to the text sent on the socket."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """Serialise a server frame to the text sent on the socket (compact, UTF-8)."""
+    try:
+        return orjson.dumps(frame).decode()
+    except orjson.JSONEncodeError:
+        # An integer past 64 bits: `synced` echoes whatever id a client sent in `sync`.
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))

@@ -243,3 +243,13 @@ def test_binary_frame_over_the_size_limit_is_413_like_a_text_one():
     with pytest.raises(ProtocolError) as caught:
         protocol.parse_client_frame(b"x" * (protocol.MAX_FRAME_BYTES + 1), max_text_length=10)
     assert caught.value.code == 413
+
+
+def test_encode_writes_integers_past_64_bits():
+    huge = 10**40
+    frame = protocol.synced_frame(last_id=huge, has_more=False)
+    assert json.loads(protocol.encode(frame)) == {
+        "type": "synced",
+        "last_id": huge,
+        "has_more": False,
+    }
