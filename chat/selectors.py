@@ -21,7 +21,8 @@ from .models import Conversation, Message, ReadMarker, User
 SYNC_LIMIT = 500
 USERNAME_MAX_LENGTH = User._meta.get_field("username").max_length
 # No joins: with the users table joined, PostgreSQL sometimes reads a whole conversation to
-# sort it instead of walking the index; usernames come from one small query per page.
+# sort it instead of walking the index; usernames come from one small query per page or from
+# a scalar subquery per row (one primary-key probe each).
 _FIELDS = ("id", "sender_id", "recipient_id", "text", "sent_at", "client_id")
 
 
@@ -262,6 +263,7 @@ def message_history_list(
         )
         rows = cursor.fetchall()
     has_more = len(rows) > limit
+    # A DM page's messages are between its two users: the recipient is the other one.
     names = {} if peer is None else {user.pk: user.get_username(), peer.pk: peer.get_username()}
     recipient_of = (
         {} if peer is None else {user.pk: peer.get_username(), peer.pk: user.get_username()}
@@ -393,7 +395,7 @@ def conversation_list(*, user: User) -> list[dict[str, Any]]:
     size. Plain SQL: built with the ORM, the four queries this took cost more than running
     them.
     """
-    # (peer name, last id, unread, last message payload or None); peer None is ALL.
+    # (peer name or ALL, last id, unread, last message payload or None)
     conversations: list[tuple[str, int, int, dict[str, Any] | None]] = []
     own_posts_unread = 0
     with connection.cursor() as cursor:
