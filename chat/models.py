@@ -30,11 +30,9 @@ class UserManager(DjangoUserManager):
     _by_pk_cache: dict[tuple[type, str], tuple[str, list[tuple[int, Any, Any]]]] = {}
 
     def get(self, *args: Any, **kwargs: Any) -> "User":
-        """`User.objects.get(pk=...)` in one plain statement; any other lookup as Django does.
-
-        Every request and every socket handshake loads its user this way, through Django's
-        auth backend: building the ORM query cost about 0.6 ms, this about 0.2 ms.
-        """
+        """`User.objects.get(pk=...)` in one plain statement; any other lookup as Django does."""
+        # Django's auth backend loads every request's and every handshake's user this way:
+        # building the ORM query cost about 0.6 ms, this statement about 0.2 ms.
         if args or kwargs.keys() != {"pk"}:
             return super().get(*args, **kwargs)
         meta = self.model._meta
@@ -53,8 +51,8 @@ class UserManager(DjangoUserManager):
         )
 
     def _by_pk(self, connection: Any) -> tuple[str, list[tuple[int, Any, Any]]]:
-        """The statement, and the converters the ORM applies to its columns (SQLite stores
-        datetimes and booleans as text and integers), built once per database."""
+        """The statement and the ORM's converters of its columns, built once per database."""
+        # The converters turn SQLite's text datetimes and integer booleans into Python values.
         key = (self.model, connection.alias)
         cached = self._by_pk_cache.get(key)
         if cached is None:
