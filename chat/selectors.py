@@ -248,16 +248,16 @@ def message_history_list(
     more than the statement for a page of 50.
     """
     ids = _newest_ids(_conversation_ranges(user=user, peer=peer), before=before, limit=limit + 1)
-    quote = connection.ops.quote_name
+    tables = sql_tables()
     sender_name = (
-        f"(SELECT username FROM {quote(User._meta.db_table)} WHERE id = m.sender_id)"
+        f"(SELECT username FROM {tables['user']} WHERE id = m.sender_id)"
         if peer is None
         else "NULL"
     )
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT m.id, m.sender_id, m.text, m.sent_at, {sender_name} "
-            f"FROM {quote(Message._meta.db_table)} AS m WHERE m.id IN ({ids.sql}) "
+            f"FROM {tables['message']} AS m WHERE m.id IN ({ids.sql}) "
             "ORDER BY m.id DESC LIMIT %s",
             [*ids.params, limit + 1],
         )
@@ -369,16 +369,19 @@ _GLOBAL_FIGURES_SQL = """
 """
 
 
-def _sql(template: str) -> str:
+def sql_tables() -> dict[str, str]:
+    """The chat's quoted table names, to format plain SQL with (`{message}`, ...)."""
     quote = connection.ops.quote_name
-    return template.format(
-        user=quote(User._meta.db_table),
-        conversation=quote(Conversation._meta.db_table),
-        message=quote(Message._meta.db_table),
-        marker=quote(ReadMarker._meta.db_table),
-        posts=_POSTS_WHERE,
-        newest=_POSTS_NEWEST_FIRST,
-    )
+    return {
+        "user": quote(User._meta.db_table),
+        "message": quote(Message._meta.db_table),
+        "conversation": quote(Conversation._meta.db_table),
+        "marker": quote(ReadMarker._meta.db_table),
+    }
+
+
+def _sql(template: str) -> str:
+    return template.format(**sql_tables(), posts=_POSTS_WHERE, newest=_POSTS_NEWEST_FIRST)
 
 
 def _db_datetime(value: Any) -> datetime:

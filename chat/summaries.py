@@ -22,7 +22,7 @@ from collections import Counter
 from django.db import connection, transaction
 
 from .models import Conversation, Message, ReadMarker
-from .selectors import posts_newest_first
+from .selectors import posts_newest_first, sql_tables
 
 # (id, sender id, recipient id) of a message.
 MessageRow = tuple[int, int, int | None]
@@ -36,15 +36,6 @@ def message_order_lock() -> None:
     from .services import _lock_message_order  # services.py imports this module
 
     _lock_message_order()
-
-
-def _tables() -> dict[str, str]:
-    quote = connection.ops.quote_name
-    return {
-        "message": quote(Message._meta.db_table),
-        "conversation": quote(Conversation._meta.db_table),
-        "marker": quote(ReadMarker._meta.db_table),
-    }
 
 
 def all_seq_assign(*, messages: list[Message]) -> None:
@@ -95,7 +86,7 @@ def conversations_add(*, messages: list[Message]) -> None:
                 _ADD_DIRECT.format(
                     values=", ".join(["(%s, %s, %s, %s, 0)"] * len(direct)),
                     greatest=greatest,
-                    **_tables(),
+                    **sql_tables(),
                 ),
                 [
                     value
@@ -106,7 +97,7 @@ def conversations_add(*, messages: list[Message]) -> None:
         if own_posts:
             cursor.execute(
                 _ADD_OWN_POSTS.format(
-                    values=", ".join(["(%s, NULL, 0, 0, %s)"] * len(own_posts)), **_tables()
+                    values=", ".join(["(%s, NULL, 0, 0, %s)"] * len(own_posts)), **sql_tables()
                 ),
                 [value for sender, count in own_posts.items() for value in (sender, count)],
             )
@@ -189,7 +180,7 @@ def all_seq_renumber(*, from_id: int = 0) -> None:
     """
     before = posts_newest_first().filter(id__lt=from_id).values_list("all_seq", flat=True).first()
     with connection.cursor() as cursor:
-        cursor.execute(_RENUMBER.format(**_tables()), [before or 0, from_id])
+        cursor.execute(_RENUMBER.format(**sql_tables()), [before or 0, from_id])
 
 
 def conversations_rebuild() -> dict[str, int]:
@@ -198,7 +189,7 @@ def conversations_rebuild() -> dict[str, int]:
     Set-based (a few statements, whatever the number of messages); run it after writing
     messages or read markers by SQL. Returns how many rows of each kind it wrote.
     """
-    tables = _tables()
+    tables = sql_tables()
     with transaction.atomic(), connection.cursor() as cursor:
         message_order_lock()
         all_seq_renumber()
