@@ -113,7 +113,12 @@ class MessageQuerySet(models.QuerySet):
             if not order_locked:
                 summaries.message_order_lock()
             summaries.all_seq_assign(messages=objs)
-            created = super().bulk_create(objs, *args, **kwargs)
+            connection = connections[self.db]
+            plain = not args and not kwargs and all(obj.pk is None for obj in objs)
+            if connection.vendor == "postgresql" and plain and objs:
+                created = _insert_unnest(objs, connection=connection)
+            else:
+                created = super().bulk_create(objs, *args, **kwargs)
             summaries.conversations_add(messages=created)
         return created
 
@@ -129,6 +134,40 @@ class MessageQuerySet(models.QuerySet):
             deleted = super().delete()
             summaries.messages_removed(rows=removed)
         return deleted
+
+
+# Every column of chat_message but id, with its PostgreSQL type, in the order _insert_unnest
+# inserts them (tests check that it names every field).
+MESSAGE_INSERT_COLUMNS = (
+    ("sender_id", "bigint"),
+    ("recipient_id", "bigint"),
+    ("text", "text"),
+    ("sent_at", "timestamptz"),
+    ("client_id", "varchar"),
+    ("all_seq", "bigint"),
+)
+
+
+def _insert_unnest(objs: list["Message"], *, connection: Any) -> list["Message"]:
+    """Insert new messages in one constant statement of column arrays; set their ids."""
+    # Django 5.2 inserts through UNNEST too, but builds the statement and prepares every
+    # value field by field for each batch: about 0.7 ms of a batch of 14 DMs, on the thread
+    # every DM's commit waits for. These values need no preparing.
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(name) for name, _ in MESSAGE_INSERT_COLUMNS)
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in MESSAGE_INSERT_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(Message._meta.db_table)} ({names}) "
+            f"SELECT * FROM unnest({arrays}) RETURNING id",
+            [[getattr(obj, name) for obj in objs] for name, _ in MESSAGE_INSERT_COLUMNS],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    for obj, pk in zip(objs, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    return objs
 
 
 class Message(models.Model):
