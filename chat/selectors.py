@@ -160,12 +160,9 @@ def _usernames(user_ids: set[int]) -> dict[int, str]:
     return dict(User.objects.filter(id__in=user_ids).values_list("id", "username"))
 
 
-def _payloads(
-    rows: list[dict[str, Any]], *, names: dict[int, str] | None = None
-) -> list[dict[str, Any]]:
-    """MESSAGE for each row, with the usernames of all its users from one query or `names`."""
-    if names is None:
-        names = _usernames(_user_ids(rows))
+def _payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MESSAGE for each row, with the usernames of all its users from one query."""
+    names = _usernames(_user_ids(rows))
     return [
         protocol.message_payload(
             id=row["id"],
