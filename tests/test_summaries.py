@@ -106,6 +106,38 @@ def test_a_batch_with_several_messages_to_one_peer_counts_each_and_keeps_the_new
     assert listed(bob) == [("alice", ids[4], 1), ("ALL", None, 0)]
 
 
+def test_a_big_batch_is_counted_with_one_statement_per_kind_whose_text_is_fixed_on_postgresql(
+    make_user,
+):
+    """PostgreSQL gets column arrays: one statement text, parsed once, whatever the batch."""
+    users = [make_user(f"user{number}") for number in range(40)]
+    statements: list[str] = []
+
+    def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip().startswith("INSERT INTO") and "conversation" in sql:
+            statements.append(sql)
+        return execute(sql, params, many, context)
+
+    for size in (2, 39):
+        with connection.execute_wrapper(capture):
+            store(
+                *[request(users[0], users[n].username) for n in range(1, size + 1)],
+                *[request(user, "ALL") for user in users[:size]],
+            )
+    assert len(statements) == 4
+    fixed = connection.vendor == "postgresql"
+    assert (statements[0] == statements[2]) is fixed
+    assert (statements[1] == statements[3]) is fixed
+    assert unread(users[1]) == {"user0": 2, "ALL": 1 + 38}
+    assert unread(users[39]) == {"user0": 1, "ALL": 2 + 39}
+    assert (
+        dict(Conversation.objects.filter(peer=None).values_list("user_id", "own_after_marker"))[
+            users[0].pk
+        ]
+        == 2
+    )
+
+
 def test_notes_to_self_are_listed_once_and_never_unread(alice):
     ids = store(request(alice, "alice"), request(alice, "alice"))
     assert listed(alice) == [("alice", ids[1], 0), ("ALL", None, 0)]
