@@ -18,6 +18,7 @@ from chat.eager_writes import enable_eager_writes  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import SameOriginValidator  # noqa: E402
 from chat.socket_auth import socket_auth_stack  # noqa: E402
+from chat.socket_options import share_protocol_options  # noqa: E402
 
 if not settings.REDIS_URL:
     logging.getLogger("chat").warning(
@@ -27,6 +28,7 @@ if not settings.REDIS_URL:
 
 allow_server_close_codes()
 enable_eager_writes()
+share_protocol_options()
 
 application = ProtocolTypeRouter(
     {
