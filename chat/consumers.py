@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import protocol, selectors, services
+from . import delivery, protocol, selectors, services
 from .exceptions import ChatError, RateLimited
 from .groups import session_group, user_group
 from .presence import get_presence_store
@@ -50,13 +50,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        self.base_send = send
         inbox = _Inbox()
+        sources = [receive]
+        direct_channel = None
+        if self.channel_layer is not None:
+            # With Redis, the layer hands this socket's events straight to the inbox.
+            direct_channel = await delivery.channel_open(put=inbox.put)
+            if direct_channel is not None:
+                self.channel_name = direct_channel
+            else:
+                self.channel_name = await self.channel_layer.new_channel()
+                self.channel_receive = functools.partial(
+                    self.channel_layer.receive, self.channel_name
+                )
+                sources.append(self.channel_receive)
+        self.base_send = send
         feeders = [asyncio.ensure_future(_feed(inbox, source)) for source in sources]
         try:
             while True:
@@ -70,6 +78,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             for feeder in feeders:
                 feeder.cancel()
             await asyncio.gather(*feeders, return_exceptions=True)
+            if direct_channel is not None:
+                await delivery.channel_close(direct_channel)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, a trip through

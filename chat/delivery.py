@@ -11,8 +11,13 @@ so they do not queue behind each other. Subscriptions (group_add) stay with the 
 owns the receiving side.
 
 Any other layer (the in-memory one) gets plain group_send calls and a presence lookup.
+
+On the receiving side, each socket's channel hands what arrives straight to the socket's
+inbox (channel_open), instead of to an asyncio.Queue that a task per socket waits on.
 """
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,8 @@ from .batching import Batcher
 from .groups import user_group
 from .presence import RedisPresenceStore, get_presence_store
 from .redis import LuaScript, get_redis
+
+logger = logging.getLogger(__name__)
 
 # For the i-th DM: KEYS[2i-1] the online set, KEYS[2i] the sender's connections; ARGV[5i-4..5i]
 # the recipient id, the sending channel, the payload, the recipient's group channel ('' when
@@ -117,3 +124,52 @@ async def dm_deliver(
     if recipient_id != sender_id:
         await group_publish(user_group(sender_id), event)
     return DmDelivery(recipient_online=online, origin_needs_frame=False)
+
+
+class _InboxChannel:
+    """Stands in for the pub/sub layer's asyncio.Queue of one channel: each message goes
+    straight to the socket's inbox, deserialized, in arrival order."""
+
+    __slots__ = ("deserialize", "put")
+
+    def __init__(self, put: Callable[[Any], None], deserialize: Callable[[bytes], Any]) -> None:
+        self.put = put
+        self.deserialize = deserialize
+
+    def put_nowait(self, data: bytes) -> None:
+        # Called from the layer's receive loop, which serves every socket of the process: a
+        # message that cannot be read ends this socket, never the loop.
+        try:
+            event = self.deserialize(data)
+        except Exception as error:
+            event = error
+        self.put(event)
+
+
+async def channel_open(*, put: Callable[[Any], None]) -> str | None:
+    """A new channel whose events go to put(event); None when Redis pub/sub is not the layer.
+
+    Saves each socket a queue (about 2 KiB) and a task, and each event a task's wake-up.
+    """
+    layer = _redis_layer()
+    if layer is None:
+        return None
+    process_layer = layer._get_layer()
+    channel = await process_layer.new_channel()
+    # Nothing can arrive yet: no one knows the new name, and no group holds it.
+    process_layer.channels[channel] = _InboxChannel(put, layer.deserialize)
+    return channel
+
+
+async def channel_close(channel: str) -> None:
+    """Stop a channel from channel_open, as the layer does when a receive is cancelled."""
+    layer = _redis_layer()
+    if layer is None:
+        return
+    process_layer = layer._get_layer()
+    if process_layer.channels.pop(channel, None) is None:
+        return  # the layer was flushed meanwhile
+    try:
+        await process_layer._get_shard(channel).unsubscribe(channel)
+    except Exception:
+        logger.exception("Could not unsubscribe the closed socket's channel %s", channel)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import redis.exceptions
@@ -636,9 +637,15 @@ async def test_a_dm_to_a_user_deactivated_a_moment_ago_is_404(connect_as, alice,
     assert (await alice_socket.receive_until("response"))["code"] == 404
 
 
+async def no_direct_channel(*, put: Any) -> None:
+    return None
+
+
 async def test_a_channel_layer_that_fails_while_the_socket_waits_closes_it_with_1013(
     connect_as, alice, monkeypatch
 ):
+    """A layer's receive that raises (Redis pub/sub hands events to the inbox instead)."""
+    monkeypatch.setattr(delivery, "channel_open", no_direct_channel)
     failing = asyncio.Event()
     layer = get_channel_layer()
     receive = layer.receive

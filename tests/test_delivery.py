@@ -95,3 +95,63 @@ async def test_a_redis_error_fails_every_dm_of_its_batch(on_redis, monkeypatch):
         return_exceptions=True,
     )
     assert all(isinstance(result, ConnectionError) for result in results)
+
+
+# A socket's channel on Redis: events straight to its inbox
+
+
+async def events_within_a_moment(events: list) -> list:
+    await asyncio.sleep(0.3)
+    return events
+
+
+async def test_a_sockets_channel_hands_its_events_straight_to_the_inbox(on_redis):
+    events: list = []
+    channel = await delivery.channel_open(put=events.append)
+    layer = get_channel_layer()
+    await layer.group_add(user_group(ALICE), channel)
+
+    await layer.group_send(user_group(ALICE), {"type": "chat.message", "text": "one"})
+    await layer.send(channel, {"type": "chat.message", "text": "two"})
+
+    assert await events_within_a_moment(events) == [
+        {"type": "chat.message", "text": "one"},
+        {"type": "chat.message", "text": "two"},
+    ]
+    assert not isinstance(layer._get_layer().channels[channel], asyncio.Queue)
+
+
+async def test_a_message_that_cannot_be_read_ends_only_its_socket(on_redis):
+    events: list = []
+    others: list = []
+    channel = await delivery.channel_open(put=events.append)
+    other = await delivery.channel_open(put=others.append)
+    layer = get_channel_layer()
+    await layer.group_add(user_group(BOB), other)
+
+    await delivery.get_redis().publish(channel, b"\xc1 not msgpack")
+    await layer.group_send(user_group(BOB), {"type": "chat.message", "text": "still here"})
+
+    await events_within_a_moment(events)
+    assert len(events) == 1 and isinstance(events[0], Exception)
+    assert others == [{"type": "chat.message", "text": "still here"}]
+
+
+async def test_a_closed_channel_is_unsubscribed_and_hears_nothing_more(on_redis):
+    events: list = []
+    channel = await delivery.channel_open(put=events.append)
+    process_layer = get_channel_layer()._get_layer()
+
+    await delivery.channel_close(channel)
+    await get_channel_layer().send(channel, {"type": "chat.message", "text": "too late"})
+
+    assert await events_within_a_moment(events) == []
+    assert channel not in process_layer.channels
+    assert channel not in process_layer._get_shard(channel)._subscribed_to
+    await delivery.channel_close(channel)  # twice: nothing to do
+
+
+async def test_other_layers_keep_their_own_channels(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+    assert await delivery.channel_open(put=print) is None
