@@ -45,8 +45,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Channels' AsyncConsumer.__call__, with one inbox instead of await_many_dispatch.
 
         Channels waits for the socket and the channel layer with asyncio.wait and starts a new
-        task for every event it takes; here one long-lived task per source feeds one inbox,
-        which is read in arrival order and handled one event at a time, as before.
+        task for every event it takes; here both feed one inbox, which is read in arrival order
+        and handled one event at a time, as before: the socket's frames through a long-lived
+        task, the channel's events put there by the Redis layer itself (delivery.channel_open)
+        or, with another layer, through a second task.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)

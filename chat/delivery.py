@@ -149,7 +149,7 @@ class _InboxChannel:
 async def channel_open(*, put: Callable[[Any], None]) -> str | None:
     """A new channel whose events go to put(event); None when Redis pub/sub is not the layer.
 
-    Saves each socket a queue (about 2 KiB) and a task, and each event a task's wake-up.
+    Saves each socket a queue and a task (4-5 KiB in all), and each event a task's wake-up.
     """
     layer = _redis_layer()
     if layer is None:

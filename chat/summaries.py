@@ -53,7 +53,7 @@ def all_seq_assign(*, messages: list[Message]) -> None:
 # a new id is above every read marker, as markers never pass a stored message. {rows} is
 # either VALUES or, on PostgreSQL, a SELECT from column arrays: one constant statement text,
 # which psycopg parses once, where a VALUES list of a batch's 100-odd parameters was parsed
-# again for every batch (a tenth of the server's CPU in W1).
+# again for every batch (0.1 ms of a batch of 14 DMs, on the thread every commit waits for).
 _ADD_DIRECT = """
     INSERT INTO {conversation} (user_id, peer_id, last_id, unread, own_after_marker)
     {rows}
