@@ -45,19 +45,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Channels' AsyncConsumer.__call__, with one inbox instead of await_many_dispatch.
 
         Channels waits for the socket and the channel layer with asyncio.wait and starts a new
-        task for every event it takes; here both feed one inbox, which is read in arrival order
-        and handled one event at a time, as before: the socket's frames through a long-lived
-        task, the channel's events put there by the Redis layer itself (delivery.channel_open)
-        or, with another layer, through a second task.
+        task for every event it takes; here both go into one inbox, which is read in arrival
+        order and handled one event at a time, as before. daphne (and Channels' test
+        communicator) hand the socket's frames over in an asyncio.Queue: that queue is the
+        inbox, and the Redis layer puts this socket's events into it itself
+        (delivery.channel_open), so nothing runs between an arrival and its handler. A
+        source that cannot put there (another layer, another server) gets a long-lived task
+        that moves its events into the inbox.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        inbox = _Inbox()
-        sources = [receive]
+        server_queue = getattr(receive, "__self__", None)
+        sources = []
+        if isinstance(server_queue, asyncio.Queue):
+            get, put = receive, server_queue.put_nowait
+        else:
+            inbox = _Inbox()
+            get, put = inbox.get, inbox.put
+            sources.append(receive)
         direct_channel = None
         if self.channel_layer is not None:
-            # With Redis, the layer hands this socket's events straight to the inbox.
-            direct_channel = await delivery.channel_open(put=inbox.put)
+            direct_channel = await delivery.channel_open(put=put)
             if direct_channel is not None:
                 self.channel_name = direct_channel
             else:
@@ -67,10 +75,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
                 sources.append(self.channel_receive)
         self.base_send = send
-        feeders = [asyncio.ensure_future(_feed(inbox, source)) for source in sources]
+        feeders = [asyncio.ensure_future(_feed(put, source)) for source in sources]
         try:
             while True:
-                message = await inbox.get()
+                message = await get()
                 if isinstance(message, Exception):
                     raise message
                 await self.dispatch(message)
@@ -376,10 +384,10 @@ class _Inbox:
         return self.items.pop(0)
 
 
-async def _feed(inbox: _Inbox, source: Any) -> None:
+async def _feed(put: Any, source: Any) -> None:
     """Put every event of one source in the inbox; an error ends it and is put there too."""
     try:
         while True:
-            inbox.put(await source())
+            put(await source())
     except Exception as error:
-        inbox.put(error)
+        put(error)

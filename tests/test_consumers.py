@@ -637,6 +637,26 @@ async def test_a_dm_to_a_user_deactivated_a_moment_ago_is_404(connect_as, alice,
     assert (await alice_socket.receive_until("response"))["code"] == 404
 
 
+async def test_a_server_that_hands_frames_over_without_a_queue_is_served_the_same(
+    connect_as, alice, bob
+):
+    """daphne's receive is an asyncio.Queue's get, which the consumer shares with the layer;
+    any other receive is read by a task of its own into the consumer's inbox."""
+    from chatsite.asgi import application
+
+    async def server_without_a_queue(scope: Any, receive: Any, send: Any) -> None:
+        async def receive_frame() -> Any:
+            return await receive()
+
+        await application(scope, receive_frame, send)
+
+    alice_socket = await connect_as(alice, application=server_without_a_queue)
+    bob_socket = await connect_as(bob, application=server_without_a_queue)
+    await alice_socket.send(dm("bob", "through the inbox"))
+    assert (await alice_socket.receive_until("response"))["code"] == 200
+    assert (await bob_socket.receive_until("message"))["text"] == "through the inbox"
+
+
 async def no_direct_channel(*, put: Any) -> None:
     return None
 
