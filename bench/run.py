@@ -46,6 +46,8 @@ SERVERS = {
     # name: (ASGI application, settings module)
     "baseline": ("bench.baseline.asgi:application", "bench.baseline.settings"),
     "server": ("chatsite.asgi:application", "chatsite.settings"),
+    # W3 only: daphne with an application that accepts and says hello (bench/hello/).
+    "hello": ("bench.hello.asgi:application", "chatsite.settings"),
 }
 
 FULL = {
@@ -664,7 +666,8 @@ class Bench:
         for run in range(1, self.args.runs + 1):
             for workload, config in self.workloads():
                 # Alternate the order, so drift on a shared machine does not favour one side.
-                for kind in kinds if run % 2 else list(reversed(kinds)):
+                order = kinds + ["hello"] if workload == "W3" else kinds
+                for kind in order if run % 2 else list(reversed(order)):
                     self.one(kind, workload, run, config)
             if w4:
                 self.one("server", "W4", run, w4_config, database=self.history_db())
@@ -723,6 +726,9 @@ ROWS = [
     ("W2-*", "missing", "deliveries lost", False),
     ("W3", "handshakes_per_s", "handshakes/s", True),
     ("W3", "kib_per_socket", "KiB per idle socket", False),
+    # Measured on bench/hello (daphne, no application work), shown in the server's column.
+    ("W3", "hello:handshakes_per_s", "handshakes/s of daphne alone (hello only)", True),
+    ("W3", "hello:kib_per_socket", "KiB per idle socket of daphne alone", False),
     ("W4", "history_dm.p50_ms", "DM history page p50 ms", False),
     ("W4", "history_dm.p99_ms", "DM history page p99 ms", False),
     ("W4", "history_all.p50_ms", "ALL history page p50 ms", False),
@@ -789,12 +795,17 @@ def table(raw: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         specs += [(key, label, None) for key, label in CPU_ROWS]
         for key, label, higher in specs:
             entry = {"workload": workload, "metric": label, "key": key}
+            source, _, measured = key.rpartition(":")
             for kind in ("baseline", "server"):
+                # "hello:key" rows show the hello-only server's figure in the server's column.
+                if source and kind == "baseline":
+                    entry[kind] = None
+                    continue
                 values = [
                     v
                     for r in raw
-                    if r["workload"] == workload and r["server"] == kind
-                    if (v := lookup(r, key)) is not None
+                    if r["workload"] == workload and r["server"] == (source or kind)
+                    if (v := lookup(r, measured)) is not None
                 ]
                 entry[kind] = summarise(values)
             ratio = None
