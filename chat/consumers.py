@@ -17,7 +17,6 @@ from django.conf import settings
 from . import delivery, protocol, selectors, services
 from .exceptions import ChatError, RateLimited
 from .groups import session_group, user_group
-from .presence import get_presence_store
 from .ratelimit import rate_limit_decide
 from .runtime import REDIS_ERRORS, get_runtime
 
@@ -65,7 +64,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             sources.append(receive)
         direct_channel = None
         if self.channel_layer is not None:
-            direct_channel = await delivery.channel_open(put=put)
+            direct_channel = await delivery.channel_open(put=put, layer=self.channel_layer)
             if direct_channel is not None:
                 self.channel_name = direct_channel
             else:
@@ -89,7 +88,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 feeder.cancel()
             await asyncio.gather(*feeders, return_exceptions=True)
             if direct_channel is not None:
-                await delivery.channel_close(direct_channel)
+                await delivery.channel_close(direct_channel, layer=self.channel_layer)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, a trip through
@@ -148,17 +147,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Join before reading last_id: a message committed after that read arrives live,
         # one committed before is covered by the client's sync from last_id. Frames to
         # everyone come through the runtime, which this socket joins in add().
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.joined.append(group)
-        sockets = await get_runtime().add(self)
+        # Set first: if joining fails half-way, disconnect still leaves every group.
+        self.joined = groups
+        await delivery.groups_join(self.channel_name, groups, layer=self.channel_layer)
+        sockets, online = await get_runtime().add(self)
         limit = settings.CHAT_MAX_SOCKETS_PER_USER
         if sockets > limit:
             return protocol.error_frame(
                 code=429,
                 detail=f"Too many open sockets: at most {limit} per user. Close another tab.",
             )
-        online = await get_presence_store().online_usernames()
         last_id = await database_sync_to_async(selectors.message_last_visible_id)(
             user_id=self.user_id
         )
@@ -169,8 +167,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             await get_runtime().remove(self)
-            for group in self.joined:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await delivery.groups_leave(self.channel_name, self.joined, layer=self.channel_layer)
         except REDIS_ERRORS as error:
             # Presence entries not renewed expire on their own; group entries too.
             logger.warning("Could not leave groups of user %s: Redis: %s", self.user_id, error)

@@ -7,8 +7,9 @@ commit together (chat/services.py stores them in batches) are delivered together
 arrive while one script runs share the next. When the sending socket is the sender's only
 one, it is given the frame directly instead of hearing it back from Redis. Publishes go
 through the process's pooled Redis client rather than the layer's single locked connection,
-so they do not queue behind each other. Subscriptions (group_add) stay with the layer, which
-owns the receiving side.
+so they do not queue behind each other. Subscriptions stay on the layer's connection, which
+owns the receiving side; a socket subscribes its channel and its groups with one command
+(groups_join).
 
 Any other layer (the in-memory one) gets plain group_send calls and a presence lookup.
 
@@ -17,6 +18,7 @@ inbox (channel_open), instead of to an asyncio.Queue that a task per socket wait
 """
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,8 +68,9 @@ class DmDelivery:
     origin_needs_frame: bool
 
 
-def _redis_layer() -> RedisPubSubChannelLayer | None:
-    layer = get_channel_layer()
+def _redis_layer(layer: Any = None) -> RedisPubSubChannelLayer | None:
+    """The layer given (the default one if None) when it is Redis pub/sub, else None."""
+    layer = get_channel_layer() if layer is None else layer
     return layer if isinstance(layer, RedisPubSubChannelLayer) else None
 
 
@@ -146,27 +149,95 @@ class _InboxChannel:
         self.put(event)
 
 
-async def channel_open(*, put: Callable[[Any], None]) -> str | None:
+async def channel_open(*, put: Callable[[Any], None], layer: Any = None) -> str | None:
     """A new channel whose events go to put(event); None when Redis pub/sub is not the layer.
 
     Saves each socket a queue and a task (4-5 KiB in all), and each event a task's wake-up.
+    Redis hears of the channel in groups_join, in one command with the socket's groups: no
+    one can send to it before, since no one knows its name.
     """
-    layer = _redis_layer()
-    if layer is None:
+    redis_layer = _redis_layer(layer)
+    if redis_layer is None:
         return None
-    process_layer = layer._get_layer()
-    channel = await process_layer.new_channel()
-    # Nothing can arrive yet: no one knows the new name, and no group holds it.
-    process_layer.channels[channel] = _InboxChannel(put, layer.deserialize)
+    process_layer = redis_layer._get_layer()
+    channel = f"{process_layer.prefix}specific.{uuid.uuid4().hex}"
+    process_layer.channels[channel] = _InboxChannel(put, redis_layer.deserialize)
     return channel
 
 
-async def channel_close(channel: str) -> None:
-    """Stop a channel from channel_open, as the layer does when a receive is cancelled."""
-    layer = _redis_layer()
-    if layer is None:
+async def groups_join(channel: str, groups: list[str], *, layer: Any = None) -> None:
+    """group_add(group, channel) for each group.
+
+    With Redis, the groups and a channel from channel_open are subscribed with one SUBSCRIBE
+    (per shard), where the layer sends one per group and one for the channel: two round trips
+    fewer per socket.
+    """
+    redis_layer = _redis_layer(layer)
+    if redis_layer is None:
+        for group in groups:
+            await (layer or get_channel_layer()).group_add(group, channel)
         return
-    process_layer = layer._get_layer()
+    process_layer = redis_layer._get_layer()
+    if channel not in process_layer.channels:
+        raise RuntimeError(f"groups_join: {channel} is not a channel of this process")
+    names = [channel]
+    for group in groups:
+        group_channel = process_layer._get_group_channel_name(group)
+        process_layer.groups.setdefault(group_channel, set()).add(channel)
+        names.append(group_channel)
+    for shard, shard_names in _by_shard(process_layer, names).items():
+        # RedisSingleShardConnection.subscribe, for several names at once.
+        async with shard._lock:
+            fresh = [name for name in shard_names if name not in shard._subscribed_to]
+            if fresh:
+                shard._ensure_redis()
+                shard._ensure_receiver()
+                await shard._pubsub.subscribe(*fresh)
+                shard._subscribed_to.update(fresh)
+
+
+async def groups_leave(channel: str, groups: list[str], *, layer: Any = None) -> None:
+    """group_discard(group, channel) for each group; with Redis, one UNSUBSCRIBE (per shard)
+    for the groups no other channel of this process is in."""
+    redis_layer = _redis_layer(layer)
+    if redis_layer is None:
+        for group in groups:
+            await (layer or get_channel_layer()).group_discard(group, channel)
+        return
+    process_layer = redis_layer._get_layer()
+    emptied = []
+    for group in groups:
+        group_channel = process_layer._get_group_channel_name(group)
+        members = process_layer.groups.get(group_channel)
+        if members is None or channel not in members:
+            continue
+        members.remove(channel)
+        if not members:
+            del process_layer.groups[group_channel]
+            emptied.append(group_channel)
+    for shard, shard_names in _by_shard(process_layer, emptied).items():
+        async with shard._lock:
+            subscribed = [name for name in shard_names if name in shard._subscribed_to]
+            if subscribed:
+                shard._ensure_redis()
+                shard._ensure_receiver()
+                await shard._pubsub.unsubscribe(*subscribed)
+                shard._subscribed_to.difference_update(subscribed)
+
+
+def _by_shard(process_layer: Any, names: list[str]) -> dict[Any, list[str]]:
+    shards: dict[Any, list[str]] = {}
+    for name in names:
+        shards.setdefault(process_layer._get_shard(name), []).append(name)
+    return shards
+
+
+async def channel_close(channel: str, *, layer: Any = None) -> None:
+    """Stop a channel from channel_open, as the layer does when a receive is cancelled."""
+    redis_layer = _redis_layer(layer)
+    if redis_layer is None:
+        return
+    process_layer = redis_layer._get_layer()
     if process_layer.channels.pop(channel, None) is None:
         return  # the layer was flushed meanwhile
     try:

@@ -28,6 +28,12 @@ class PresenceStore(Protocol):
         """Record a live connection; the user's live connections now (1: they just came online)."""
         ...
 
+    async def connect_listing(
+        self, *, user_id: int, username: str, channel_name: str
+    ) -> tuple[int, list[str]]:
+        """connect, then online_usernames (the user among them), in one step."""
+        ...
+
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         """Forget a connection; True when it was the user's last live one."""
         ...
@@ -68,6 +74,12 @@ class MemoryPresenceStore:
         channels[channel_name] = now + self._ttl
         self._usernames[user_id] = username
         return sum(1 for expires in channels.values() if expires > now)
+
+    async def connect_listing(
+        self, *, user_id: int, username: str, channel_name: str
+    ) -> tuple[int, list[str]]:
+        count = await self.connect(user_id=user_id, username=username, channel_name=channel_name)
+        return count, await self.online_usernames()
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         channels = self._connections.get(user_id)
@@ -118,16 +130,39 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-_CONNECT = LuaScript(
-    _NOW
-    + """
+# KEYS: the user's conns, online, names; ARGV: channel name, user id, username, ttl.
+_CONNECT_STEP = """
 local ttl = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZADD', KEYS[2], 'GT', now + ttl, ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-return redis.call('ZCARD', KEYS[1])
+local count = redis.call('ZCARD', KEYS[1])
 """
+
+# The online users' names as one JSON string (one value to parse instead of one per user),
+# from the keys online_key and names_key.
+_ONLINE_NAMES_STEP = """
+local ids = redis.call('ZRANGEBYSCORE', online_key, '(' .. now, '+inf')
+local names = {}
+for start = 1, #ids, 1000 do
+  local found = redis.call('HMGET', names_key, unpack(ids, start, math.min(start + 999, #ids)))
+  for _, name in ipairs(found) do
+    if name then table.insert(names, name) end
+  end
+end
+local names_json = #names == 0 and '[]' or cjson.encode(names)
+"""
+
+_CONNECT = LuaScript(_NOW + _CONNECT_STEP + "return count")
+
+# A socket's handshake: its connection, then who is online, in one round trip.
+_CONNECT_LISTING = LuaScript(
+    _NOW
+    + _CONNECT_STEP
+    + "local online_key, names_key = KEYS[2], KEYS[3]"
+    + _ONLINE_NAMES_STEP
+    + "return {count, names_json}"
 )
 
 _DISCONNECT = LuaScript(
@@ -191,21 +226,11 @@ return live
 """
 )
 
-# The names come back as one JSON string: one value to parse instead of one per online user.
 _ONLINE_ALL = LuaScript(
     _NOW
-    + """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-local names = {}
-for start = 1, #ids, 1000 do
-  local found = redis.call('HMGET', KEYS[2], unpack(ids, start, math.min(start + 999, #ids)))
-  for _, name in ipairs(found) do
-    if name then table.insert(names, name) end
-  end
-end
-if #names == 0 then return '[]' end
-return cjson.encode(names)
-"""
+    + "local online_key, names_key = KEYS[1], KEYS[2]"
+    + _ONLINE_NAMES_STEP
+    + "return names_json"
 )
 
 _HEARTBEAT_CHUNK = 500
@@ -234,6 +259,14 @@ class RedisPresenceStore:
         keys = [self.connections_key(user_id), self._online_key, self._names_key]
         args = [channel_name, int(user_id), username, self._ttl]
         return int(await _CONNECT(keys, args))
+
+    async def connect_listing(
+        self, *, user_id: int, username: str, channel_name: str
+    ) -> tuple[int, list[str]]:
+        keys = [self.connections_key(user_id), self._online_key, self._names_key]
+        args = [channel_name, int(user_id), username, self._ttl]
+        count, names = await _CONNECT_LISTING(keys, args)
+        return int(count), sorted(json.loads(names))
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         keys = [self.connections_key(user_id), self._online_key]

@@ -70,22 +70,23 @@ class Runtime:
         """True once SIGTERM arrived: new sockets are turned away with 1012."""
         return self._closing
 
-    async def add(self, socket: Socket) -> int:
+    async def add(self, socket: Socket) -> tuple[int, list[str]]:
         """Count a newly authenticated socket as online and keep it renewed.
 
-        Returns how many live sockets its user now has, across all processes.
+        Returns how many live sockets its user now has, across all processes, and the names
+        of the users online (theirs included), read in the same step.
         """
         if settings.REDIS_URL and self._epoch is None:
             await self._check_epoch()
         await self._relay_start()
-        count = await get_presence_store().connect(
+        count, online = await get_presence_store().connect_listing(
             user_id=socket.user_id, username=socket.username, channel_name=socket.channel_name
         )
         self._sockets.add(socket)
         self._start()
         if count == 1:
             self.announce(socket.user_id, socket.username)
-        return count
+        return count, online
 
     async def remove(self, socket: Socket) -> None:
         """Forget a closed socket; announce its user offline if it was their last."""

@@ -657,7 +657,7 @@ async def test_a_server_that_hands_frames_over_without_a_queue_is_served_the_sam
     assert (await bob_socket.receive_until("message"))["text"] == "through the inbox"
 
 
-async def no_direct_channel(*, put: Any) -> None:
+async def no_direct_channel(*, put: Any, layer: Any = None) -> None:
     return None
 
 

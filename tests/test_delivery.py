@@ -109,7 +109,7 @@ async def test_a_sockets_channel_hands_its_events_straight_to_the_inbox(on_redis
     events: list = []
     channel = await delivery.channel_open(put=events.append)
     layer = get_channel_layer()
-    await layer.group_add(user_group(ALICE), channel)
+    await delivery.groups_join(channel, [user_group(ALICE)])
 
     await layer.group_send(user_group(ALICE), {"type": "chat.message", "text": "one"})
     await layer.send(channel, {"type": "chat.message", "text": "two"})
@@ -127,7 +127,8 @@ async def test_a_message_that_cannot_be_read_ends_only_its_socket(on_redis):
     channel = await delivery.channel_open(put=events.append)
     other = await delivery.channel_open(put=others.append)
     layer = get_channel_layer()
-    await layer.group_add(user_group(BOB), other)
+    await delivery.groups_join(channel, [])
+    await delivery.groups_join(other, [user_group(BOB)])
 
     await delivery.get_redis().publish(channel, b"\xc1 not msgpack")
     await layer.group_send(user_group(BOB), {"type": "chat.message", "text": "still here"})
@@ -137,9 +138,53 @@ async def test_a_message_that_cannot_be_read_ends_only_its_socket(on_redis):
     assert others == [{"type": "chat.message", "text": "still here"}]
 
 
+async def test_a_channel_joins_its_groups_with_one_subscribe_and_leaves_with_one(
+    on_redis, monkeypatch
+):
+    events: list = []
+    others: list = []
+    channel = await delivery.channel_open(put=events.append)
+    other = await delivery.channel_open(put=others.append)
+    layer = get_channel_layer()
+    await delivery.groups_join(other, [user_group(BOB)])
+    pubsub = layer._get_layer()._get_shard(channel)._pubsub
+    commands: list[tuple] = []
+    for name in ("subscribe", "unsubscribe"):
+        original = getattr(pubsub, name)
+
+        async def counting(*args, name=name, original=original):
+            commands.append((name, *args))
+            return await original(*args)
+
+        monkeypatch.setattr(pubsub, name, counting)
+
+    await delivery.groups_join(channel, [user_group(ALICE), user_group(BOB)])
+    await layer.group_send(user_group(ALICE), {"type": "chat.message", "text": "to alice"})
+    await layer.group_send(user_group(BOB), {"type": "chat.message", "text": "to bob"})
+    await layer.send(channel, {"type": "chat.message", "text": "to the channel"})
+    assert [e["text"] for e in await events_within_a_moment(events)] == [
+        "to alice",
+        "to bob",
+        "to the channel",
+    ]
+    # BOB's group was subscribed already, for the other channel.
+    alice_group = layer._get_group_channel_name(user_group(ALICE))
+    assert commands == [("subscribe", channel, alice_group)]
+
+    events.clear()
+    await delivery.groups_leave(channel, [user_group(ALICE), user_group(BOB)])
+    await layer.group_send(user_group(ALICE), {"type": "chat.message", "text": "gone"})
+    await layer.group_send(user_group(BOB), {"type": "chat.message", "text": "bob again"})
+    assert await events_within_a_moment(events) == []
+    assert [e["text"] for e in others] == ["to bob", "bob again"]
+    # Only the group no channel of this process is in any more is unsubscribed.
+    assert commands[1:] == [("unsubscribe", alice_group)]
+
+
 async def test_a_closed_channel_is_unsubscribed_and_hears_nothing_more(on_redis):
     events: list = []
     channel = await delivery.channel_open(put=events.append)
+    await delivery.groups_join(channel, [])
     process_layer = get_channel_layer()._get_layer()
 
     await delivery.channel_close(channel)

@@ -57,6 +57,21 @@ async def test_online_usernames_are_sorted_and_unicode_safe(store):
     assert await store.online_usernames() == sorted(names)
 
 
+async def test_connecting_with_the_list_counts_the_socket_and_lists_everyone_online(store):
+    await store.connect(user_id=2, username="bob", channel_name="b1")
+    await store.connect(user_id=3, username="carol", channel_name="c1")
+    await store.disconnect(user_id=3, channel_name="c1")
+    assert await store.connect_listing(user_id=1, username="alice", channel_name="a1") == (
+        1,
+        ["alice", "bob"],
+    )
+    assert await store.connect_listing(user_id=1, username="alice", channel_name="a2") == (
+        2,
+        ["alice", "bob"],
+    )
+    assert await store.is_online(user_id=1) is True
+
+
 @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def test_connections_that_are_not_renewed_expire_and_a_sweep_takes_users_offline(
     backend, settings, request
