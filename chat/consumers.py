@@ -157,7 +157,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 code=429,
                 detail=f"Too many open sockets: at most {limit} per user. Close another tab.",
             )
-        last_id = await database_sync_to_async(selectors.message_last_visible_id)(
+        last_id = await selectors.in_thread_pool(selectors.message_last_visible_id)(
             user_id=self.user_id
         )
         return protocol.hello_frame(user=self.username, online=online, last_id=last_id)
@@ -239,7 +239,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     origin_channel=self.channel_name,
                 )
             case protocol.Ping():
-                last_id = await database_sync_to_async(selectors.message_last_visible_id)(
+                last_id = await selectors.in_thread_pool(selectors.message_last_visible_id)(
                     user_id=self.user_id
                 )
                 await self.send_frame(protocol.pong_frame(last_id=last_id))
@@ -270,7 +270,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=sent.origin_frame)
 
     async def on_sync(self, frame: protocol.Sync) -> None:
-        frames, has_more = await database_sync_to_async(selectors.message_sync_list)(
+        frames, has_more = await selectors.in_thread_pool(selectors.message_sync_list)(
             user_id=self.user_id, after=frame.after
         )
         for message in frames:

@@ -1,16 +1,20 @@
 """Reads: users, history, conversations and sync. Every query is served by an index.
 
-Each function is synchronous; consumers call them through database_sync_to_async.
+Each function is synchronous; consumers call them through database_sync_to_async, or
+in_thread_pool.
 """
 
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import import_module
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
-from django.db import connection
+from django.db import connection, connections
 from django.db.models.expressions import RawSQL
 from django.utils.crypto import constant_time_compare
 
@@ -19,6 +23,33 @@ from .exceptions import NotFound
 from .models import Conversation, Message, ReadMarker, User
 
 SYNC_LIMIT = 500
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_thread_pool(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """func through database_sync_to_async, in the event loop's pool of threads.
+
+    database_sync_to_async runs every call of the process in one thread, one at a time
+    (thread_sensitive), each waiting for the database and then for the event loop to let go
+    of the GIL. Reads that depend on no other call (a socket's session and user, last_id, a
+    sync page) run in the pool instead, so their waits overlap; writes stay in the one
+    thread.
+    """
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            # The connection was opened in the caller's copied context, where the close that
+            # database_sync_to_async does outside it cannot see it: back to the pool here.
+            connections.close_all()
+
+    return database_sync_to_async(run, thread_sensitive=False)
+
+
 USERNAME_MAX_LENGTH = User._meta.get_field("username").max_length
 # No joins: with the users table joined, PostgreSQL sometimes reads a whole conversation to
 # sort it instead of walking the index; usernames come from one small query per page or from

@@ -10,9 +10,11 @@ fan-out). Here the scope gets the same lazily loaded session store, and `send` i
 from importlib import import_module
 from typing import Any
 
-from channels.auth import AuthMiddleware
+from channels.auth import AuthMiddleware, get_user
 from channels.sessions import CookieMiddleware
 from django.conf import settings
+
+from .selectors import in_thread_pool
 
 
 class SessionScopeMiddleware:
@@ -28,6 +30,14 @@ class SessionScopeMiddleware:
         return await self.inner(scope, receive, send)
 
 
+class UserScopeMiddleware(AuthMiddleware):
+    """scope["user"]: channels.auth.AuthMiddleware, loading the session and the user in a
+    thread of the pool rather than in the one thread all database calls share (in_thread_pool)."""
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        scope["user"]._wrapped = await in_thread_pool(get_user.func)(scope)
+
+
 def socket_auth_stack(inner: Any) -> Any:
-    """Cookies, then the session, then the user (channels.auth.AuthMiddleware)."""
-    return CookieMiddleware(SessionScopeMiddleware(AuthMiddleware(inner)))
+    """Cookies, then the session, then the user."""
+    return CookieMiddleware(SessionScopeMiddleware(UserScopeMiddleware(inner)))

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -46,6 +47,30 @@ async def test_hello_names_the_user_the_online_users_and_the_last_visible_id(
         "last_id": 0,
     }
     assert bob_socket.hello["online"] == ["bob"]
+
+
+async def test_a_handshake_does_not_wait_behind_a_slow_call_in_the_database_thread(
+    connect_as, alice, bob
+):
+    cookie = await session_cookie(alice)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        entered.set()
+        release.wait(10)
+
+    # A long write holds the one thread that database_sync_to_async calls share.
+    holding = asyncio.ensure_future(database_sync_to_async(slow_write)())
+    try:
+        assert await asyncio.to_thread(entered.wait, 5)
+        # The session, the user and last_id are read in the pool: hello comes at once.
+        socket = await asyncio.wait_for(connect_as(alice, cookie=cookie), 3)
+        assert socket.hello["user"] == "alice"
+        await socket.send({"type": "ping"})
+        assert (await socket.receive_until("pong"))["last_id"] == 0
+    finally:
+        release.set()
+        await holding
 
 
 async def test_hello_last_id_counts_only_messages_the_user_can_see(connect_as, alice, bob, carol):

@@ -1,5 +1,6 @@
 """Reads are served by indexes: no query scans a table that grows with the messages."""
 
+import asyncio
 import re
 
 import pytest
@@ -129,3 +130,40 @@ def test_looking_up_resent_client_ids_probes_only_those_keys(make_user, bob):
     plan = plan_text(lookup)
     assert "message_unique_sender_client_id" in plan, plan
     assert "message_pair_id" not in plan and "message_sender_id" not in plan, plan
+
+
+def pooled_connections_in_use() -> int:
+    """Connections taken from PostgreSQL's pool and not given back (0 on SQLite: no pool)."""
+    from django.db import connections
+
+    pool = getattr(connections["default"], "pool", None)
+    if pool is None:
+        return 0
+    stats = pool.get_stats()
+    return stats["pool_size"] - stats["pool_available"]
+
+
+def test_sockets_in_fresh_event_loops_give_their_database_connections_back(alice):
+    from channels.testing import WebsocketCommunicator
+
+    from chat.runtime import get_runtime
+    from chatsite.asgi import application
+    from tests.conftest import session_cookie, socket_headers
+
+    async def open_and_close() -> None:
+        cookie = await session_cookie(alice)
+        for _ in range(2):
+            socket = WebsocketCommunicator(
+                application, "/ws/chat/", headers=socket_headers(cookie=cookie)
+            )
+            assert (await socket.connect(timeout=5))[0]
+            assert (await socket.receive_json_from(timeout=5))["type"] == "hello"
+            await socket.disconnect()
+        await get_runtime().stop()
+
+    in_use = pooled_connections_in_use()
+    # Each server process, and each test, runs its own event loop with its own pool of threads.
+    for _ in range(3):
+        asyncio.run(open_and_close())
+    # A connection left open would be held for good: 20 of them exhaust PostgreSQL's pool.
+    assert pooled_connections_in_use() == in_use
