@@ -15,6 +15,7 @@ from django.conf import settings  # noqa: E402
 
 from chat.daphne_compat import allow_server_close_codes  # noqa: E402
 from chat.eager_writes import enable_eager_writes  # noqa: E402
+from chat.pubsub_receiving import enable_direct_receiving  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import SameOriginValidator  # noqa: E402
 from chat.socket_auth import socket_auth_stack  # noqa: E402
@@ -29,6 +30,7 @@ if not settings.REDIS_URL:
 allow_server_close_codes()
 enable_eager_writes()
 share_protocol_options()
+enable_direct_receiving()
 
 application = ProtocolTypeRouter(
     {
