@@ -185,15 +185,7 @@ async def groups_join(channel: str, groups: list[str], *, layer: Any = None) -> 
         group_channel = process_layer._get_group_channel_name(group)
         process_layer.groups.setdefault(group_channel, set()).add(channel)
         names.append(group_channel)
-    for shard, shard_names in _by_shard(process_layer, names).items():
-        # RedisSingleShardConnection.subscribe, for several names at once.
-        async with shard._lock:
-            fresh = [name for name in shard_names if name not in shard._subscribed_to]
-            if fresh:
-                shard._ensure_redis()
-                shard._ensure_receiver()
-                await shard._pubsub.subscribe(*fresh)
-                shard._subscribed_to.update(fresh)
+    await _subscriptions(process_layer, names, subscribe=True)
 
 
 async def groups_leave(channel: str, groups: list[str], *, layer: Any = None) -> None:
@@ -215,21 +207,28 @@ async def groups_leave(channel: str, groups: list[str], *, layer: Any = None) ->
         if not members:
             del process_layer.groups[group_channel]
             emptied.append(group_channel)
-    for shard, shard_names in _by_shard(process_layer, emptied).items():
-        async with shard._lock:
-            subscribed = [name for name in shard_names if name in shard._subscribed_to]
-            if subscribed:
-                shard._ensure_redis()
-                shard._ensure_receiver()
-                await shard._pubsub.unsubscribe(*subscribed)
-                shard._subscribed_to.difference_update(subscribed)
+    await _subscriptions(process_layer, emptied, subscribe=False)
 
 
-def _by_shard(process_layer: Any, names: list[str]) -> dict[Any, list[str]]:
+async def _subscriptions(process_layer: Any, names: list[str], *, subscribe: bool) -> None:
+    """RedisSingleShardConnection.subscribe or unsubscribe, for several names at once: one
+    command per shard, for the names whose state changes."""
     shards: dict[Any, list[str]] = {}
     for name in names:
         shards.setdefault(process_layer._get_shard(name), []).append(name)
-    return shards
+    for shard, shard_names in shards.items():
+        async with shard._lock:
+            changing = [n for n in shard_names if (n in shard._subscribed_to) != subscribe]
+            if not changing:
+                continue
+            shard._ensure_redis()
+            shard._ensure_receiver()
+            if subscribe:
+                await shard._pubsub.subscribe(*changing)
+                shard._subscribed_to.update(changing)
+            else:
+                await shard._pubsub.unsubscribe(*changing)
+                shard._subscribed_to.difference_update(changing)
 
 
 async def channel_close(channel: str, *, layer: Any = None) -> None:
