@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from chat import delivery, selectors, services
+from chat import consumers, delivery, selectors, services
 from chat.models import Message, ReadMarker
 from tests.conftest import session_cookie, socket_headers, stored_messages
 
@@ -165,7 +165,9 @@ async def test_a_post_to_everyone_during_a_handshake_arrives_after_hello(
         )
         return last_id
 
-    monkeypatch.setattr(selectors, "message_last_visible_id", last_id_then_a_post)
+    monkeypatch.setattr(
+        consumers, "_last_visible_id", selectors.in_thread_pool(last_id_then_a_post)
+    )
     alice_socket = await connect_as(alice)  # its first frame is hello
     frame = await alice_socket.receive_until("message")
     assert frame["text"] == "meanwhile"

@@ -166,4 +166,5 @@ def test_sockets_in_fresh_event_loops_give_their_database_connections_back(alice
     for _ in range(3):
         asyncio.run(open_and_close())
     # A connection left open would be held for good: 20 of them exhaust PostgreSQL's pool.
-    assert pooled_connections_in_use() == in_use
+    # (Fewer is fine: one an earlier test's thread held may have gone back meanwhile.)
+    assert pooled_connections_in_use() <= in_use
