@@ -33,6 +33,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
     username: str
     session_key: str | None = None
+    left = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -92,6 +93,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             for feeder in feeders:
                 feeder.cancel()
             await asyncio.gather(*feeders, return_exceptions=True)
+            # Ended without websocket.disconnect (a handler failed, or the server cancelled
+            # the consumer): leave presence and the groups all the same, or the user would
+            # stay online and this process would keep relaying to a socket that is gone.
+            await self.disconnect(protocol.CLOSE_INTERNAL_ERROR)
             if direct_channel is not None:
                 await delivery.channel_close(direct_channel, layer=self.channel_layer)
 
@@ -166,8 +171,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return protocol.hello_frame(user=self.username, online=online, last_id=last_id)
 
     async def disconnect(self, code: int) -> None:
-        if self.user is None:
+        if self.user is None or self.left:
             return
+        self.left = True
         try:
             await get_runtime().remove(self)
             await delivery.groups_leave(self.channel_name, self.joined, layer=self.channel_layer)

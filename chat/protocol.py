@@ -22,6 +22,7 @@ MESSAGE_COMMAND = "message"
 # Close codes: the standard ones clients reconnect after, and the chat's own.
 CLOSE_SERVICE_RESTART = 1012  # the process is stopping: reconnect at once, then sync
 CLOSE_TRY_AGAIN_LATER = 1013  # Redis is down or lost its state: reconnect with back-off
+CLOSE_INTERNAL_ERROR = 1011  # a consumer ended on an error (daphne closes the socket with it)
 CLOSE_UNAUTHENTICATED = 4401  # not logged in, logged out, or the password changed
 CLOSE_FORBIDDEN = 4403  # the user is deactivated
 CLOSE_TOO_MANY_SOCKETS = 4429  # over CHAT_MAX_SOCKETS_PER_USER

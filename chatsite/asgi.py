@@ -13,7 +13,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chat.daphne_compat import allow_server_close_codes  # noqa: E402
+from chat.daphne_compat import allow_server_close_codes, drop_sends_after_close  # noqa: E402
 from chat.eager_writes import enable_eager_writes  # noqa: E402
 from chat.pubsub_receiving import enable_direct_receiving  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
@@ -28,6 +28,7 @@ if not settings.REDIS_URL:
     )
 
 allow_server_close_codes()
+drop_sends_after_close()
 enable_eager_writes()
 share_protocol_options()
 enable_direct_receiving()

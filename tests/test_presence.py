@@ -166,3 +166,36 @@ async def test_a_reconnect_storm_costs_each_socket_a_handful_of_presence_frames(
     for communicator in communicators:
         await communicator.disconnect()
     await get_runtime().stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_whose_handler_fails_still_leaves_presence_and_its_groups(
+    connect_as, alice, bob
+):
+    """A consumer that ends on an error, not on websocket.disconnect, still cleans up."""
+    from chatsite.asgi import application
+
+    failing = False
+    ended_with: list[BaseException] = []
+
+    async def app(scope, receive, send):
+        async def send_or_fail(message):
+            if failing:
+                raise RuntimeError("the server could not send on this socket")
+            await send(message)
+
+        try:
+            await application(scope, receive, send_or_fail)
+        except RuntimeError as error:
+            ended_with.append(error)
+
+    alice_socket = await connect_as(alice)
+    bob_socket = await connect_as(bob, application=app)
+    await presence_state(alice_socket, online=["alice", "bob"])
+    failing = True
+    await alice_socket.send({"type": "message", "recipient": "bob", "text": "hi"})
+    assert (await alice_socket.receive_until("response"))["code"] == 200
+    assert await presence_state(alice_socket, offline=["bob"]) == {"bob": "offline"}
+    assert [s for s in get_runtime().sockets if s.user_id == bob.pk] == []
+    await bob_socket.communicator.wait()
+    assert len(ended_with) == 1
