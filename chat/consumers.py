@@ -19,6 +19,7 @@ from .exceptions import ChatError, RateLimited
 from .groups import session_group, user_group
 from .ratelimit import rate_limit_decide
 from .runtime import REDIS_ERRORS, get_runtime
+from .socket_memory import Inbox
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         Channels waits for the socket and the channel layer with asyncio.wait and starts a new
         task for every event it takes; here both go into one inbox, which is read in arrival
-        order and handled one event at a time, as before. daphne (and Channels' test
-        communicator) hand the socket's frames over in an asyncio.Queue: that queue is the
-        inbox, and the Redis layer puts this socket's events into it itself
+        order and handled one event at a time, as before. daphne hands the socket's frames
+        over in an Inbox (chat/socket_memory.py), Channels' test communicator in an
+        asyncio.Queue: that queue is the inbox, and the Redis layer puts this socket's events into it itself
         (delivery.channel_open), so nothing runs between an arrival and its handler. A
         source that cannot put there (another layer, another server) gets a long-lived task
         that moves its events into the inbox.
@@ -62,10 +63,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         server_queue = getattr(receive, "__self__", None)
         sources = []
-        if isinstance(server_queue, asyncio.Queue):
+        if isinstance(server_queue, (asyncio.Queue, Inbox)):
             get, put = receive, server_queue.put_nowait
         else:
-            inbox = _Inbox()
+            inbox = Inbox()
             get, put = inbox.get, inbox.put
             sources.append(receive)
         direct_channel = None
@@ -359,31 +360,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         if code is not None:
             await self.close(code=code)
-
-
-class _Inbox:
-    """The events of one socket in arrival order: a list and one waiter (an asyncio.Queue
-    costs 3 KiB, a tenth of an idle socket)."""
-
-    __slots__ = ("items", "waiter")
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.waiter: asyncio.Future[None] | None = None
-
-    def put(self, item: Any) -> None:
-        self.items.append(item)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def get(self) -> Any:
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        return self.items.pop(0)
 
 
 async def _feed(put: Any, source: Any) -> None:

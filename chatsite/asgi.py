@@ -19,6 +19,7 @@ from chat.pubsub_receiving import enable_direct_receiving  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import SameOriginValidator  # noqa: E402
 from chat.socket_auth import socket_auth_stack  # noqa: E402
+from chat.socket_memory import trim_socket_state  # noqa: E402
 from chat.socket_options import share_protocol_options  # noqa: E402
 
 if not settings.REDIS_URL:
@@ -32,6 +33,7 @@ drop_sends_after_close()
 enable_eager_writes()
 share_protocol_options()
 enable_direct_receiving()
+trim_socket_state()
 
 application = ProtocolTypeRouter(
     {

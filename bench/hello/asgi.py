@@ -1,9 +1,9 @@
 """daphne's own floor for W3: an application that accepts every socket and says hello.
 
 It authenticates nobody and touches neither Redis nor the database: the handshakes/s it
-reaches under W3 is what daphne (with the chat's patches to it, chat/socket_options.py and
-chat/eager_writes.py) can do on this machine before any application work. The chat's figure
-is read against it.
+reaches under W3 is what daphne (with the chat's patches to it, chat/socket_options.py,
+chat/eager_writes.py and chat/socket_memory.py) can do on this machine before any
+application work. The chat's figure is read against it.
 """
 
 from typing import Any
@@ -11,10 +11,12 @@ from typing import Any
 import orjson
 
 from chat.eager_writes import enable_eager_writes
+from chat.socket_memory import trim_socket_state
 from chat.socket_options import share_protocol_options
 
 enable_eager_writes()
 share_protocol_options()
+trim_socket_state()
 
 HELLO = orjson.dumps({"type": "hello", "user": "", "online": [], "last_id": 0}).decode()
 
