@@ -15,6 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import delivery, protocol, selectors, services
+from .eager_writes import written_together
 from .exceptions import ChatError, RateLimited
 from .groups import session_group, user_group
 from .ratelimit import rate_limit_decide
@@ -54,10 +55,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         task for every event it takes; here both go into one inbox, which is read in arrival
         order and handled one event at a time, as before. daphne hands the socket's frames
         over in an Inbox (chat/socket_memory.py), Channels' test communicator in an
-        asyncio.Queue: that queue is the inbox, and the Redis layer puts this socket's events into it itself
-        (delivery.channel_open), so nothing runs between an arrival and its handler. A
-        source that cannot put there (another layer, another server) gets a long-lived task
-        that moves its events into the inbox.
+        asyncio.Queue: that queue is the inbox, and the Redis layer puts this socket's events
+        into it itself (delivery.channel_open), so nothing runs between an arrival and its
+        handler. A source that cannot put there (another layer, another server) gets a
+        long-lived task that moves its events into the inbox.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
@@ -279,10 +280,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_sync(self, frame: protocol.Sync) -> None:
         frames, has_more = await _sync_list(user_id=self.user_id, after=frame.after)
-        for message in frames:
-            await self.send_frame(message)
         last_id = frames[-1]["id"] if frames else frame.after
-        await self.send_frame(protocol.synced_frame(last_id=last_id, has_more=has_more))
+        # Up to 500 frames: one send to the kernel for all of them, not one each.
+        with written_together():
+            for message in frames:
+                await self.send_frame(message)
+            await self.send_frame(protocol.synced_frame(last_id=last_id, has_more=has_more))
 
     async def on_typing(self, frame: protocol.Typing) -> None:
         # A client may send typing on every keystroke; each recipient hears a few a second.

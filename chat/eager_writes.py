@@ -10,9 +10,29 @@ daphne's WebSocket connections the same behaviour.
 Only WebSocket connections: autobahn turns Nagle's algorithm off for them (TCP_NODELAY), so
 a frame written at once leaves at once. HTTP connections keep Twisted's buffering, which
 joins a response's headers and body into one send.
+
+Where one task sends many frames at once (a sync's hundreds of messages), one send per frame
+costs a system call and a wake-up of the client each: within `written_together()` the task's
+frames take Twisted's buffered path and go out together on the loop's next turn.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+# Set by written_together() for the task that sends; daphne writes in the sender's task.
+_held: ContextVar[bool] = ContextVar("chat_writes_held", default=False)
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """The frames this task sends within it leave together, on the loop's next turn."""
+    token = _held.set(True)
+    try:
+        yield
+    finally:
+        _held.reset(token)
 
 
 def enable_eager_writes() -> None:
@@ -28,7 +48,8 @@ def enable_eager_writes() -> None:
 
     def write(self: Any, data: bytes) -> None:
         if (
-            self.connected
+            not _held.get()
+            and self.connected
             and not self.disconnecting
             and not self._writeDisconnected
             and not self.TLS

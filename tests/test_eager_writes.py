@@ -1,3 +1,4 @@
+import asyncio
 import socket
 from collections.abc import Iterator
 
@@ -7,7 +8,7 @@ from twisted.internet import error, tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor
 
-from chat.eager_writes import enable_eager_writes
+from chat.eager_writes import enable_eager_writes, written_together
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +95,35 @@ def test_a_write_to_a_vanished_peer_is_closed_by_twisteds_own_path(sockets, reac
 
     assert transport in reactor.writers
     assert isinstance(transport.doWrite(), error.ConnectionLost)
+
+
+def test_frames_written_together_leave_in_one_send_on_the_next_turn(sockets, reactor):
+    server_side, peer = sockets
+    transport = transport_for(WebSocketServerProtocol(), server_side, reactor)
+
+    with written_together():
+        for i in range(500):
+            transport.write(b"message %d;" % i)
+    transport.write(b"after")
+
+    assert received(peer) == b""
+    assert transport in reactor.writers
+    transport.doWrite()
+    assert received(peer) == b"".join(b"message %d;" % i for i in range(500)) + b"after"
+
+
+async def test_only_the_task_that_writes_together_is_held(sockets, reactor):
+    server_side, peer = sockets
+    transport = transport_for(WebSocketServerProtocol(), server_side, reactor)
+
+    async def other_task() -> None:
+        transport.write(b"from another task")
+
+    task = asyncio.ensure_future(other_task())  # started before: its context has no hold
+    with written_together():
+        await task
+
+    assert received(peer) == b"from another task"
 
 
 def test_enabling_twice_patches_once():
