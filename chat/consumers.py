@@ -15,6 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import delivery, protocol, selectors, services
+from .broadcast import PreparedFrame
 from .eager_writes import written_together
 from .exceptions import ChatError, RateLimited
 from .groups import session_group, user_group
@@ -312,13 +313,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = protocol.error_frame(code=error.code, detail=error.detail)
         await self.send_frame(frame)
 
-    async def relay(self, frame: str) -> None:
+    async def relay(self, frame: PreparedFrame) -> None:
         """A frame to everyone, from the runtime: held back until hello has been sent."""
         if self.relay_pending is not None:
-            self.relay_pending.append(frame)
-        else:
-            # Straight to the server: this runs once per socket for every post to everyone.
-            await self.base_send({"type": "websocket.send", "text": frame})
+            self.relay_pending.append(frame.text)
+            return
+        # This runs once per socket for every post to everyone: under daphne the frame is
+        # written as framed once for all (chat/broadcast.py), elsewhere straight to ASGI.
+        send_prepared = getattr(self.base_send, "send_prepared", None)
+        if send_prepared is None or not send_prepared(frame):
+            await self.base_send({"type": "websocket.send", "text": frame.text})
 
     async def relay_release(self) -> None:
         """Send the frames held back during the handshake, in order, then relay directly."""

@@ -18,6 +18,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from . import protocol
+from .broadcast import PreparedFrame
 from .delivery import group_publish
 from .groups import GLOBAL_GROUP
 from .presence import HEARTBEAT_SECONDS, SWEEP_SECONDS, get_presence_store
@@ -45,7 +46,7 @@ class Socket(Protocol):
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
 
-    async def relay(self, frame: str) -> None:
+    async def relay(self, frame: PreparedFrame) -> None:
         """Send a frame that went to everyone (held back until the socket said hello)."""
         ...
 
@@ -155,9 +156,11 @@ class Runtime:
         try:
             while True:
                 event = await layer.receive(channel)
-                frame = event.get("frame")
-                if not isinstance(frame, str):
+                text = event.get("frame")
+                if not isinstance(text, str):
                     continue
+                # Framed once for every socket of the process (chat/broadcast.py).
+                frame = PreparedFrame(text)
                 for socket in list(self._sockets):
                     try:
                         await socket.relay(frame)

@@ -20,8 +20,9 @@ are dropped, and daphne's `request` becomes the path alone.
 
 import asyncio
 import sys
-from functools import partial
 from typing import Any
+
+from .broadcast import SocketSend
 
 # autobahn's attributes that only its opening handshake reads (WebSocketServerProtocol).
 HANDSHAKE_ATTRIBUTES = (
@@ -93,12 +94,13 @@ def trim_socket_state() -> None:
         return
 
     def create_application(self: Any, protocol: Any, scope: dict[str, Any]) -> Inbox | None:
-        # daphne 4.2's create_application, with an Inbox for the asyncio.Queue.
+        # daphne 4.2's create_application, with an Inbox for the asyncio.Queue and a
+        # SocketSend (a partial that can also write a prepared frame, chat/broadcast.py).
         assert "application_instance" not in self.connections[protocol]
         inbox = Inbox()
         scope.setdefault("asgi", {"version": "3.0"})
         application_instance = self.application(
-            scope=scope, receive=inbox.get, send=partial(self.handle_reply, protocol)
+            scope=scope, receive=inbox.get, send=SocketSend(self.handle_reply, protocol)
         )
         if protocol not in self.connections:
             return None

@@ -51,6 +51,27 @@ async def test_dm_to_a_user_online_on_another_process_is_200_and_offline_is_202(
     assert (await alice_socket.receive_until("response"))["code"] == 202
 
 
+async def test_a_post_to_all_reaches_every_socket_on_every_process_once(
+    servers, live_socket, alice, bob, carol
+):
+    first, second = servers
+    alice_socket = await live_socket(first, alice)
+    bob_socket = await live_socket(second, bob)
+    carol_socket = await live_socket(first, carol)
+    await alice_socket.send({"type": "message", "recipient": "ALL", "text": "hello all ✓"})
+    response = await alice_socket.receive_until("response")
+    assert response["code"] == 200
+    for socket in (alice_socket, bob_socket, carol_socket):
+        frame = await socket.receive_until("message")
+        assert (frame["id"], frame["text"], frame["recipient"]) == (
+            response["id"],
+            "hello all ✓",
+            "ALL",
+        )
+        while not await socket.receive_nothing(0.3):
+            assert (await socket.receive())["type"] == "presence"
+
+
 async def test_typing_and_read_cross_processes(servers, live_socket, alice, bob, send):
     first, second = servers
     message = await database_sync_to_async(send)(bob, alice, "read me")

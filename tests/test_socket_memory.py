@@ -1,66 +1,20 @@
 """What daphne keeps per open socket, as the chat trims it (chat/socket_memory.py).
 
 A WebSocket handshake runs through daphne's own HTTP and WebSocket protocols over Twisted's
-in-memory transport, with an ASGI application on the test's event loop.
+in-memory transport (tests/daphne_transport.py).
 """
 
 import asyncio
-import os
 from typing import Any
 
 import pytest
-from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
-from daphne.ws_protocol import WebSocketFactory
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from chat.socket_memory import HANDSHAKE_ATTRIBUTES, HandshakePath, Inbox, trim_socket_state
-
-UPGRADE = (
-    b"GET /ws/chat/?x=1 HTTP/1.1\r\n"
-    b"Host: localhost\r\n"
-    b"Upgrade: websocket\r\n"
-    b"Connection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n"
-    b"Cookie: sessionid=abc\r\n"
-    b"\r\n"
-)
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked frame, as a client sends it (payloads under 126 bytes)."""
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
-
-
-class Daphne:
-    """daphne's Server with its factories as Server.run sets them up, without listening."""
-
-    def __init__(self, application: Any) -> None:
-        trim_socket_state()
-        # An endpoint daphne never listens on: nothing here calls Server.run.
-        server = Server(application=application, endpoints=["tcp:port=0:interface=127.0.0.1"])
-        server.connections = {}
-        server.http_factory = HTTPFactory(server)
-        server.ws_factory = WebSocketFactory(server, server="Daphne")
-        server.ws_factory.setProtocolOptions(allowNullOrigin=True)
-        self.server = server
-
-    def connect(self) -> StringTransport:
-        address = IPv4Address("TCP", "127.0.0.1", 50000)
-        channel = self.server.http_factory.buildProtocol(address)
-        transport = StringTransport(
-            peerAddress=address, hostAddress=IPv4Address("TCP", "127.0.0.1", 8000)
-        )
-        channel.makeConnection(transport)
-        channel.dataReceived(UPGRADE)
-        return transport
+from tests.daphne_transport import Daphne, client_frame, settle
 
 
 @pytest.fixture
@@ -85,11 +39,6 @@ def echo(events) -> Any:
                 return
 
     return application
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def test_after_the_handshake_daphne_keeps_no_copy_of_the_upgrade_request(echo, events):
