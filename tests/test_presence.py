@@ -169,10 +169,8 @@ async def test_a_reconnect_storm_costs_each_socket_a_handful_of_presence_frames(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_socket_whose_handler_fails_still_leaves_presence_and_its_groups(
-    connect_as, alice, bob
-):
-    """A consumer that ends on an error, not on websocket.disconnect, still cleans up."""
+async def test_a_socket_whose_handler_fails_still_takes_its_user_offline(connect_as, alice, bob):
+    """A consumer that ends on an error, not on websocket.disconnect, still leaves presence."""
     from chatsite.asgi import application
 
     failing = False
