@@ -1,5 +1,7 @@
-"""HTTP under ASGI: a request's middleware and view run in one thread, async views still work."""
+"""HTTP under ASGI: a request's middleware and view run in one thread, kept for the next
+requests; async views still work."""
 
+import asyncio
 import json
 import threading
 
@@ -9,7 +11,7 @@ from channels.testing import HttpCommunicator
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from chat.asgi_http import OneThreadASGIHandler
+from chat.asgi_http import OneThreadASGIHandler, RequestThreads
 from chatsite import urls as site_urls
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,3 +114,49 @@ async def test_a_missing_page_is_a_404_with_the_security_headers(site):
     headers = {name.lower(): value for name, value in response["headers"]}
     assert b"content-security-policy" in headers
     assert headers[b"x-frame-options"] == b"DENY"
+
+
+async def test_requests_one_after_another_reuse_one_thread_and_start_none(recorded_site):
+    await get(recorded_site, "/recorded/")
+    started = threading.active_count()
+    await get(recorded_site, "/recorded/")
+    await get(recorded_site, "/recorded/")
+
+    views = [thread for where, thread in _seen if where == "view"]
+    assert len(views) == 3
+    assert len(set(views)) == 1
+    assert threading.active_count() == started
+
+
+def blocking_view(request: HttpRequest) -> HttpResponse:
+    """Waits until two requests are in their views at once."""
+    _seen.append(("view", threading.get_ident()))
+    _both_in.wait()
+    return HttpResponse("together")
+
+
+_both_in = threading.Barrier(2, timeout=5)
+urlpatterns.append(path("together/", blocking_view))
+
+
+async def test_requests_at_the_same_time_each_get_a_thread_of_their_own(site):
+    _both_in.reset()
+    first, second = await asyncio.gather(get(site, "/together/"), get(site, "/together/"))
+
+    assert first["status"] == second["status"] == 200
+    views = [thread for where, thread in _seen if where == "view"]
+    assert len(set(views)) == 2
+
+
+def test_idle_request_threads_beyond_the_limit_are_stopped():
+    threads = RequestThreads(keep=1)
+    first, second = threads.take(), threads.take()
+    first.submit(int).result()
+    second.submit(int).result()
+
+    threads.give_back(first)
+    threads.give_back(second)
+
+    assert threads.idle == [first]
+    assert second._shutdown
+    assert threads.take() is first
