@@ -65,8 +65,12 @@ class OneThreadASGIHandler(ASGIHandler):
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
-        finally:
-            self.threads.give_back(executor)
+        except BaseException:
+            # Cancelled or failed: the thread may still be running the request's sync code,
+            # so it is not handed to another request.
+            executor.shutdown(wait=False)
+            raise
+        self.threads.give_back(executor)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         # The request's own thread (thread_sensitive), where Django also closes its

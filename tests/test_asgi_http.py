@@ -160,3 +160,14 @@ def test_idle_request_threads_beyond_the_limit_are_stopped():
     assert threads.idle == [first]
     assert second._shutdown
     assert threads.take() is first
+
+
+async def test_a_cancelled_request_does_not_hand_its_thread_to_the_next(site, monkeypatch):
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(site, "handle", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await site({"type": "http"}, None, None)
+
+    assert site.threads.idle == []
