@@ -360,6 +360,29 @@ def message_last_visible_id(*, user_id: int) -> int:
     return max((value for value in row if value is not None), default=0)
 
 
+def message_last_visible_ids(user_ids: list[int]) -> list[int]:
+    """message_last_visible_id for each user (in order; repeats allowed), in one statement.
+
+    Every handshake and ping reads its user's last_id; the sockets that ask together share
+    one trip to a thread and, on PostgreSQL, one statement: the newest post once, and per
+    user the two probes of message_last_visible_id.
+    """
+    if connection.vendor != "postgresql":
+        return [message_last_visible_id(user_id=user_id) for user_id in user_ids]
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT id FROM {table} WHERE {_POSTS_WHERE}"
+            f" ORDER BY {_POSTS_NEWEST_FIRST} LIMIT 1),"
+            f" (SELECT id FROM {table} WHERE sender_id = u.id ORDER BY id DESC LIMIT 1),"
+            f" (SELECT id FROM {table} WHERE recipient_id = u.id ORDER BY id DESC LIMIT 1)"
+            " FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n",
+            [list(user_ids)],
+        )
+        rows = cursor.fetchall()
+    return [max((value for value in row if value is not None), default=0) for row in rows]
+
+
 def conversation_last_id(*, user: User, peer: User | None) -> int:
     """The newest message id in one conversation, 0 when it is empty (one query)."""
     newest = _newest_ids(_conversation_ranges(user=user, peer=peer), before=None, limit=1)

@@ -49,6 +49,41 @@ async def test_hello_names_the_user_the_online_users_and_the_last_visible_id(
     assert bob_socket.hello["online"] == ["bob"]
 
 
+async def test_sockets_opening_together_each_get_their_own_last_id(
+    connect_as, alice, bob, carol, send
+):
+    await database_sync_to_async(send)(alice, None, "to everyone")
+    to_bob = await database_sync_to_async(send)(alice, bob, "to bob")
+    to_carol = await database_sync_to_async(send)(alice, carol, "to carol")
+    sockets = await asyncio.gather(connect_as(bob), connect_as(carol), connect_as(alice))
+    assert [socket.hello["last_id"] for socket in sockets] == [to_bob.pk, to_carol.pk, to_carol.pk]
+    pongs = []
+    for socket in sockets:
+        await socket.send({"type": "ping"})
+    for socket in sockets:
+        pongs.append((await socket.receive_until("pong"))["last_id"])
+    assert pongs == [to_bob.pk, to_carol.pk, to_carol.pk]
+
+
+async def test_last_ids_asked_for_together_are_read_in_one_trip(
+    alice, bob, carol, send, monkeypatch
+):
+    to_bob = await database_sync_to_async(send)(alice, bob, "to bob")
+    read, batches = consumers._read_last_ids, []
+
+    async def recording(user_ids: list[int]) -> list[int]:
+        batches.append(list(user_ids))
+        return await read(user_ids)
+
+    monkeypatch.setattr(consumers, "_read_last_ids", recording)
+    users = [alice, bob, carol]
+    last_ids = await asyncio.gather(
+        *(consumers._last_visible_id(user_id=user.pk) for user in users)
+    )
+    assert last_ids == [to_bob.pk, to_bob.pk, 0]
+    assert batches == [[user.pk for user in users]]
+
+
 async def test_a_handshake_does_not_wait_behind_a_slow_call_in_the_database_thread(
     connect_as, alice, bob
 ):

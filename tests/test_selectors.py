@@ -84,6 +84,29 @@ def test_sync_and_last_id_use_indexes(history, alice):
     assert_indexed(lambda: selectors.message_last_visible_id(user_id=alice.pk))
 
 
+def test_last_ids_of_many_users_read_together_match_each_read_alone(
+    alice, bob, carol, make_user, send
+):
+    dave = make_user("dave")  # sees only the posts to everyone
+    send(alice, bob, "dm")
+    send(carol, None, "post")
+    send(bob, alice, "reply")
+    send(carol, bob, "newest, only carol and bob see it")
+    users = [alice.pk, bob.pk, carol.pk, dave.pk, alice.pk]
+    alone = [selectors.message_last_visible_id(user_id=user_id) for user_id in users]
+    assert selectors.message_last_visible_ids(users) == alone
+    assert alone[0] < alone[1] == alone[2] and alone[3] < alone[0] and alone[4] == alone[0]
+    assert selectors.message_last_visible_ids([]) == []
+
+
+def test_last_ids_with_no_messages_are_zero(alice, bob):
+    assert selectors.message_last_visible_ids([alice.pk, bob.pk]) == [0, 0]
+
+
+def test_last_ids_of_many_users_use_indexes(history, alice, bob, carol):
+    assert_indexed(lambda: selectors.message_last_visible_ids([alice.pk, bob.pk, carol.pk]))
+
+
 def test_conversation_list_uses_indexes(history, alice):
     assert_indexed(lambda: selectors.conversation_list(user=alice))
 
