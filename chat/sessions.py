@@ -37,5 +37,37 @@ class SessionStore(db.SessionStore):
             return None
         return self.model(session_key=self.session_key, session_data=row[0])
 
+    @classmethod
+    def load_many(cls, stores: "list[SessionStore]") -> None:
+        """Load these sessions with one statement, each as it would load itself on first use.
+
+        A store with a row gets its data decoded; one without (unknown, expired) forgets its
+        key and is empty; one already loaded, or without a key, is left alone.
+        """
+        pending: dict[str, list[SessionStore]] = {}
+        for store in stores:
+            if store.session_key and not hasattr(store, "_session_cache"):
+                pending.setdefault(store.session_key, []).append(store)
+        if not pending:
+            return
+        model = cls.get_model_class()
+        connection = connections[router.db_for_read(model)]
+        quote = connection.ops.quote_name
+        keys = list(pending)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT session_key, session_data FROM {quote(model._meta.db_table)} "
+                f"WHERE session_key IN ({', '.join(['%s'] * len(keys))}) AND expire_date > %s",
+                [*keys, connection.ops.adapt_datetimefield_value(timezone.now())],
+            )
+            found = dict(cursor.fetchall())
+        for key, same_key in pending.items():
+            for store in same_key:
+                if key in found:
+                    store._session_cache = store.decode(found[key])
+                else:
+                    store._session_key = None
+                    store._session_cache = {}
+
     async def _aget_session_from_db(self) -> Any:
         return await sync_to_async(self._get_session_from_db)()

@@ -54,6 +54,41 @@ def test_an_unknown_key_loads_empty_and_no_key_costs_no_query():
     assert len(captured) == 0
 
 
+def test_many_sessions_load_with_one_statement_as_each_would_alone():
+    first, second = saved_session(colour="teal"), saved_session(colour="rust")
+    expired = saved_session(colour="grey")
+    expired.set_expiry(timezone.now() - timedelta(seconds=1))
+    expired.save()
+    keys = [first.session_key, second.session_key, expired.session_key, "no-such-key-at-all"]
+    stores = [SessionStore(key) for key in [*keys, first.session_key, None]]
+
+    with CaptureQueriesContext(connection) as captured:
+        SessionStore.load_many(stores)
+        loaded = [(dict(store.items()), store.session_key) for store in stores]
+
+    assert len(captured) == 1
+    assert loaded == [
+        ({"colour": "teal"}, first.session_key),
+        ({"colour": "rust"}, second.session_key),
+        ({}, None),
+        ({}, None),
+        ({"colour": "teal"}, first.session_key),
+        ({}, None),
+    ]
+
+
+def test_loading_many_leaves_loaded_sessions_alone():
+    session = saved_session(colour="teal")
+    store = SessionStore(session.session_key)
+    store["colour"] = "changed here"
+
+    with CaptureQueriesContext(connection) as captured:
+        SessionStore.load_many([store, SessionStore(None)])
+
+    assert len(captured) == 0
+    assert store["colour"] == "changed here"
+
+
 async def test_a_session_loads_from_async_code_too():
     session = await sync_to_async(saved_session)(colour="teal")
 
