@@ -29,9 +29,13 @@ class PresenceStore(Protocol):
         ...
 
     async def connect_listing(
-        self, *, user_id: int, username: str, channel_name: str
-    ) -> tuple[int, list[str]]:
-        """connect, then online_usernames (the user among them), in one step."""
+        self, *, connections: list[tuple[int, str, str]]
+    ) -> tuple[list[int], list[str]]:
+        """connect each (user_id, username, channel_name) in order, then online_usernames.
+
+        One step for all of them: each one's count as connect returns it, and who is online
+        (these users among them).
+        """
         ...
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
@@ -76,10 +80,13 @@ class MemoryPresenceStore:
         return sum(1 for expires in channels.values() if expires > now)
 
     async def connect_listing(
-        self, *, user_id: int, username: str, channel_name: str
-    ) -> tuple[int, list[str]]:
-        count = await self.connect(user_id=user_id, username=username, channel_name=channel_name)
-        return count, await self.online_usernames()
+        self, *, connections: list[tuple[int, str, str]]
+    ) -> tuple[list[int], list[str]]:
+        counts = [
+            await self.connect(user_id=user_id, username=username, channel_name=channel_name)
+            for user_id, username, channel_name in connections
+        ]
+        return counts, await self.online_usernames()
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         channels = self._connections.get(user_id)
@@ -156,13 +163,26 @@ local names_json = #names == 0 and '[]' or cjson.encode(names)
 
 _CONNECT = LuaScript(_NOW + _CONNECT_STEP + "return count")
 
-# A socket's handshake: its connection, then who is online, in one round trip.
+# Handshakes: their connections (_CONNECT_STEP for each), then who is online, in one round
+# trip. KEYS: online, names, then one conns key per connection; ARGV: ttl, then per
+# connection its channel name, user id and username.
 _CONNECT_LISTING = LuaScript(
     _NOW
-    + _CONNECT_STEP
-    + "local online_key, names_key = KEYS[2], KEYS[3]"
+    + """
+local online_key, names_key = KEYS[1], KEYS[2]
+local ttl = tonumber(ARGV[1])
+local counts = {}
+for i = 3, #KEYS do
+  local a = 2 + (i - 3) * 3
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], now + ttl, ARGV[a])
+  redis.call('ZADD', online_key, 'GT', now + ttl, ARGV[a + 1])
+  redis.call('HSET', names_key, ARGV[a + 1], ARGV[a + 2])
+  counts[#counts + 1] = redis.call('ZCARD', KEYS[i])
+end
+"""
     + _ONLINE_NAMES_STEP
-    + "return {count, names_json}"
+    + "return {counts, names_json}"
 )
 
 _DISCONNECT = LuaScript(
@@ -233,7 +253,9 @@ _ONLINE_ALL = LuaScript(
     + "return names_json"
 )
 
-_HEARTBEAT_CHUNK = 500
+# Connections per script call: a heartbeat or a batch of handshakes of any size stays a
+# bounded amount of work for Redis at a time.
+_CHUNK = 500
 
 
 class RedisPresenceStore:
@@ -261,12 +283,22 @@ class RedisPresenceStore:
         return int(await _CONNECT(keys, args))
 
     async def connect_listing(
-        self, *, user_id: int, username: str, channel_name: str
-    ) -> tuple[int, list[str]]:
-        keys = [self.connections_key(user_id), self._online_key, self._names_key]
-        args = [channel_name, int(user_id), username, self._ttl]
-        count, names = await _CONNECT_LISTING(keys, args)
-        return int(count), sorted(json.loads(names))
+        self, *, connections: list[tuple[int, str, str]]
+    ) -> tuple[list[int], list[str]]:
+        counts: list[int] = []
+        names = "[]"
+        # At least one call, so that a list is read even for no connections.
+        for start in range(0, max(len(connections), 1), _CHUNK):
+            chunk = connections[start : start + _CHUNK]
+            keys = [self._online_key, self._names_key] + [
+                self.connections_key(user_id) for user_id, _, _ in chunk
+            ]
+            args: list[str | int | float] = [self._ttl]
+            for user_id, username, channel_name in chunk:
+                args += [channel_name, int(user_id), username]
+            chunk_counts, names = await _CONNECT_LISTING(keys, args)
+            counts += [int(count) for count in chunk_counts]
+        return counts, sorted(json.loads(names))
 
     async def disconnect(self, *, user_id: int, channel_name: str) -> bool:
         keys = [self.connections_key(user_id), self._online_key]
@@ -274,8 +306,8 @@ class RedisPresenceStore:
 
     async def heartbeat(self, *, connections: list[tuple[int, str, str]]) -> list[int]:
         came_online: list[int] = []
-        for start in range(0, len(connections), _HEARTBEAT_CHUNK):
-            chunk = connections[start : start + _HEARTBEAT_CHUNK]
+        for start in range(0, len(connections), _CHUNK):
+            chunk = connections[start : start + _CHUNK]
             keys = [self._online_key, self._names_key] + [
                 self.connections_key(u) for u, _, _ in chunk
             ]

@@ -18,6 +18,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from . import protocol
+from .batching import Batcher
 from .broadcast import PreparedFrame
 from .delivery import group_publish
 from .groups import GLOBAL_GROUP
@@ -61,6 +62,9 @@ class Runtime:
         self._closing = False
         self._relay: asyncio.Task | None = None
         self._relay_ready: asyncio.Future | None = None
+        # Sockets that open while one presence step is under way share the next: one script
+        # call for their connections and one online list for all of them.
+        self._connecting: Batcher[Socket, tuple[int, list[str]]] = Batcher(self._connect_listing)
 
     @property
     def sockets(self) -> list[Socket]:
@@ -80,14 +84,18 @@ class Runtime:
         if settings.REDIS_URL and self._epoch is None:
             await self._check_epoch()
         await self._relay_start()
-        count, online = await get_presence_store().connect_listing(
-            user_id=socket.user_id, username=socket.username, channel_name=socket.channel_name
-        )
+        count, online = await self._connecting.submit(socket)
         self._sockets.add(socket)
         self._start()
         if count == 1:
             self.announce(socket.user_id, socket.username)
         return count, online
+
+    async def _connect_listing(self, sockets: list[Socket]) -> list[tuple[int, list[str]]]:
+        counts, online = await get_presence_store().connect_listing(
+            connections=[(s.user_id, s.username, s.channel_name) for s in sockets]
+        )
+        return [(count, online) for count in counts]
 
     async def remove(self, socket: Socket) -> None:
         """Forget a closed socket; announce its user offline if it was their last."""

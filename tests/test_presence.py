@@ -7,9 +7,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from chat.consumers import ChatConsumer
-from chat.presence import MemoryPresenceStore, RedisPresenceStore
+from chat.presence import MemoryPresenceStore, RedisPresenceStore, get_presence_store
 from chat.runtime import get_runtime
-from tests.conftest import presence_state
+from tests.conftest import presence_state, session_cookie
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -57,19 +57,28 @@ async def test_online_usernames_are_sorted_and_unicode_safe(store):
     assert await store.online_usernames() == sorted(names)
 
 
-async def test_connecting_with_the_list_counts_the_socket_and_lists_everyone_online(store):
+async def test_connecting_with_the_list_counts_each_socket_and_lists_everyone_online(store):
     await store.connect(user_id=2, username="bob", channel_name="b1")
     await store.connect(user_id=3, username="carol", channel_name="c1")
     await store.disconnect(user_id=3, channel_name="c1")
-    assert await store.connect_listing(user_id=1, username="alice", channel_name="a1") == (
-        1,
-        ["alice", "bob"],
-    )
-    assert await store.connect_listing(user_id=1, username="alice", channel_name="a2") == (
-        2,
-        ["alice", "bob"],
-    )
-    assert await store.is_online(user_id=1) is True
+    assert await store.connect_listing(connections=[(1, "alice", "a1")]) == ([1], ["alice", "bob"])
+    assert await store.connect_listing(
+        connections=[(1, "alice", "a2"), (4, "dave", "d1"), (4, "dave", "d2"), (2, "bob", "b2")]
+    ) == ([2, 1, 2, 2], ["alice", "bob", "dave"])
+    assert await store.is_online(user_id=4) is True
+
+
+async def test_connecting_nobody_with_the_list_lists_everyone_online(store):
+    await store.connect(user_id=2, username="bob", channel_name="b1")
+    assert await store.connect_listing(connections=[]) == ([], ["bob"])
+
+
+async def test_connecting_more_than_one_script_call_holds_counts_every_socket(store):
+    connections = [(user_id, f"user{user_id:04d}", f"c{user_id}") for user_id in range(1, 1202)]
+    connections.append((1, "user0001", "second"))
+    counts, online = await store.connect_listing(connections=connections)
+    assert counts == [1] * 1201 + [2]
+    assert online == sorted(name for _, name, _ in connections[:1201])
 
 
 @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -197,3 +206,30 @@ async def test_a_socket_whose_handler_fails_still_takes_its_user_offline(connect
     assert [s for s in get_runtime().sockets if s.user_id == bob.pk] == []
     await bob_socket.communicator.wait()
     assert len(ended_with) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sockets_opening_while_a_presence_step_runs_share_the_next(
+    connect_as, alice, bob, carol, monkeypatch
+):
+    users = [alice, bob, carol]
+    cookies = [await session_cookie(user) for user in users]
+    store, batches = get_presence_store(), []
+    connect_listing = store.connect_listing
+
+    async def slow_first_step(*, connections):
+        batches.append(sorted(username for _, username, _ in connections))
+        if len(batches) == 1:
+            await asyncio.sleep(0.3)  # the other sockets arrive meanwhile
+        return await connect_listing(connections=connections)
+
+    monkeypatch.setattr(store, "connect_listing", slow_first_step)
+    sockets = await asyncio.gather(
+        *(connect_as(user, cookie=cookie) for user, cookie in zip(users, cookies, strict=True))
+    )
+
+    assert sorted(name for batch in batches for name in batch) == ["alice", "bob", "carol"]
+    assert len(batches) <= 2
+    for socket in sockets:
+        expected = ["alice", "bob", "carol"] if socket.hello["user"] in batches[-1] else None
+        assert socket.hello["online"] == (expected or batches[0])
