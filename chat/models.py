@@ -35,23 +35,43 @@ class UserManager(DjangoUserManager):
         # building the ORM query cost about 0.6 ms, this statement about 0.2 ms.
         if args or kwargs.keys() != {"pk"}:
             return super().get(*args, **kwargs)
+        users = self._by_pks([kwargs["pk"]])
+        if not users:
+            meta = self.model._meta
+            raise self.model.DoesNotExist(f"{meta.object_name} matching query does not exist.")
+        return users[0]
+
+    def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> dict[Any, "User"]:
+        """`User.objects.in_bulk(ids)` in one plain statement; anything else as Django does."""
+        # The users of the sockets that open together (chat.socket_auth), often just one.
+        if id_list is None or field_name != "pk":
+            return super().in_bulk(id_list, field_name=field_name)
+        return {user.pk: user for user in self._by_pks(list(id_list))} if id_list else {}
+
+    def _by_pks(self, pks: list[Any]) -> list["User"]:
         meta = self.model._meta
         connection = connections[self.db]
-        sql, converters = self._by_pk(connection)
+        select, converters = self._by_pk(connection)
         with connection.cursor() as cursor:
-            cursor.execute(sql, [meta.pk.get_prep_value(kwargs["pk"])])
-            row = cursor.fetchone()
-        if row is None:
-            raise self.model.DoesNotExist(f"{meta.object_name} matching query does not exist.")
-        values = list(row)
-        for index, column, convert in converters:
-            values[index] = convert(values[index], column, connection)
-        return self.model.from_db(
-            self.db, [field.attname for field in meta.concrete_fields], values
-        )
+            cursor.execute(
+                f"{select} = %s"
+                if len(pks) == 1
+                else f"{select} IN ({', '.join(['%s'] * len(pks))})",
+                [meta.pk.get_prep_value(pk) for pk in pks],
+            )
+            rows = cursor.fetchall()
+        attnames = [field.attname for field in meta.concrete_fields]
+        users = []
+        for row in rows:
+            values = list(row)
+            for index, column, convert in converters:
+                values[index] = convert(values[index], column, connection)
+            users.append(self.model.from_db(self.db, attnames, values))
+        return users
 
     def _by_pk(self, connection: Any) -> tuple[str, list[tuple[int, Any, Any]]]:
-        """The statement and the ORM's converters of its columns, built once per database."""
+        """The statement up to its primary key condition, and the ORM's converters of its
+        columns, built once per database."""
         # The converters turn SQLite's text datetimes and integer booleans into Python values.
         key = (self.model, connection.alias)
         cached = self._by_pk_cache.get(key)
@@ -59,9 +79,9 @@ class UserManager(DjangoUserManager):
             meta = self.model._meta
             quote = connection.ops.quote_name
             fields = meta.concrete_fields
-            sql = (
+            select = (
                 f"SELECT {', '.join(quote(field.column) for field in fields)} "
-                f"FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
+                f"FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)}"
             )
             converters = []
             for index, field in enumerate(fields):
@@ -70,7 +90,7 @@ class UserManager(DjangoUserManager):
                     connection
                 ):
                     converters.append((index, column, convert))
-            cached = self._by_pk_cache[key] = (sql, converters)
+            cached = self._by_pk_cache[key] = (select, converters)
         return cached
 
 

@@ -39,6 +39,26 @@ def test_a_missing_user_by_pk_is_does_not_exist_and_other_lookups_are_djangos(ma
     assert User.objects.get(Q(pk=alice.pk)) == alice
 
 
+def test_users_in_bulk_by_pk_come_in_one_statement_as_the_orm_reads_them(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    bob.last_login = datetime.datetime(2026, 11, 27, 9, 30, 1, 5, tzinfo=datetime.UTC)
+    bob.save()
+    fields = [field.attname for field in User._meta.concrete_fields]
+
+    with CaptureQueriesContext(connection) as captured:
+        loaded = User.objects.in_bulk([alice.pk, str(bob.pk), bob.pk + 1000])
+    by_orm = User.objects.filter(pk__in=[alice.pk, bob.pk]).in_bulk()
+
+    assert len(captured) == 1
+    assert loaded.keys() == {alice.pk, bob.pk}
+    for pk, user in loaded.items():
+        assert [getattr(user, name) for name in fields] == [
+            getattr(by_orm[pk], name) for name in fields
+        ]
+    assert User.objects.in_bulk([]) == {}
+    assert User.objects.in_bulk(["alice"], field_name="username") == {"alice": alice}
+
+
 def test_the_batch_insert_writes_every_field_of_a_message():
     fields = {field.attname for field in Message._meta.concrete_fields if not field.primary_key}
     assert {name for name, _ in MESSAGE_INSERT_COLUMNS} == fields
