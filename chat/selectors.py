@@ -337,15 +337,16 @@ def message_sync_list(
     return frames, len(ordered) > limit
 
 
-def _last_visible_id_sql() -> str:
+def _last_visible_id_columns(user: str) -> str:
+    """The newest ids of the three parts of _visible_queries for the user id `user` (a
+    placeholder or a column), each one probe of an index."""
     table = connection.ops.quote_name(Message._meta.db_table)
-    # The three parts of _visible_queries, each one probe of an index, in one statement.
     parts = [
         f"{_POSTS_WHERE} ORDER BY {_POSTS_NEWEST_FIRST}",
-        "sender_id = %s ORDER BY id DESC",
-        "recipient_id = %s ORDER BY id DESC",
+        f"sender_id = {user} ORDER BY id DESC",
+        f"recipient_id = {user} ORDER BY id DESC",
     ]
-    return "SELECT " + ", ".join(f"(SELECT id FROM {table} WHERE {part} LIMIT 1)" for part in parts)
+    return ", ".join(f"(SELECT id FROM {table} WHERE {part} LIMIT 1)" for part in parts)
 
 
 def message_last_visible_id(*, user_id: int) -> int:
@@ -355,7 +356,7 @@ def message_last_visible_id(*, user_id: int) -> int:
     with the ORM cost five times as much as running it.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_last_visible_id_sql(), [user_id, user_id])
+        cursor.execute(f"SELECT {_last_visible_id_columns('%s')}", [user_id, user_id])
         row = cursor.fetchone()
     return max((value for value in row if value is not None), default=0)
 
@@ -369,13 +370,9 @@ def message_last_visible_ids(user_ids: list[int]) -> list[int]:
     """
     if connection.vendor != "postgresql":
         return [message_last_visible_id(user_id=user_id) for user_id in user_ids]
-    table = connection.ops.quote_name(Message._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT id FROM {table} WHERE {_POSTS_WHERE}"
-            f" ORDER BY {_POSTS_NEWEST_FIRST} LIMIT 1),"
-            f" (SELECT id FROM {table} WHERE sender_id = u.id ORDER BY id DESC LIMIT 1),"
-            f" (SELECT id FROM {table} WHERE recipient_id = u.id ORDER BY id DESC LIMIT 1)"
+            f"SELECT {_last_visible_id_columns('u.id')}"
             " FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n",
             [list(user_ids)],
         )

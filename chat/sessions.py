@@ -17,25 +17,11 @@ from django.utils import timezone
 class SessionStore(db.SessionStore):
     def _get_session_from_db(self) -> Any:
         """The unexpired session row with this key, or None (and the key forgotten)."""
-        row = None
-        if self.session_key:
-            model = self.model
-            connection = connections[router.db_for_read(model)]
-            quote = connection.ops.quote_name
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT session_data, expire_date FROM {quote(model._meta.db_table)} "
-                    "WHERE session_key = %s AND expire_date > %s",
-                    [
-                        self.session_key,
-                        connection.ops.adapt_datetimefield_value(timezone.now()),
-                    ],
-                )
-                row = cursor.fetchone()
-        if row is None:
+        data = self._unexpired_data([self.session_key]).get(self.session_key)
+        if data is None:
             self._session_key = None
             return None
-        return self.model(session_key=self.session_key, session_data=row[0])
+        return self.model(session_key=self.session_key, session_data=data)
 
     @classmethod
     def load_many(cls, stores: "list[SessionStore]") -> None:
@@ -48,19 +34,7 @@ class SessionStore(db.SessionStore):
         for store in stores:
             if store.session_key and not hasattr(store, "_session_cache"):
                 pending.setdefault(store.session_key, []).append(store)
-        if not pending:
-            return
-        model = cls.get_model_class()
-        connection = connections[router.db_for_read(model)]
-        quote = connection.ops.quote_name
-        keys = list(pending)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT session_key, session_data FROM {quote(model._meta.db_table)} "
-                f"WHERE session_key IN ({', '.join(['%s'] * len(keys))}) AND expire_date > %s",
-                [*keys, connection.ops.adapt_datetimefield_value(timezone.now())],
-            )
-            found = dict(cursor.fetchall())
+        found = cls._unexpired_data(list(pending))
         for key, same_key in pending.items():
             for store in same_key:
                 if key in found:
@@ -68,6 +42,24 @@ class SessionStore(db.SessionStore):
                 else:
                     store._session_key = None
                     store._session_cache = {}
+
+    @classmethod
+    def _unexpired_data(cls, keys: list[str | None]) -> dict[str, str]:
+        """session_data by session_key, for the keys with an unexpired row (no query for none)."""
+        keys = [key for key in keys if key]
+        if not keys:
+            return {}
+        model = cls.get_model_class()
+        connection = connections[router.db_for_read(model)]
+        quote = connection.ops.quote_name
+        match = "= %s" if len(keys) == 1 else f"IN ({', '.join(['%s'] * len(keys))})"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT session_key, session_data FROM {quote(model._meta.db_table)} "
+                f"WHERE session_key {match} AND expire_date > %s",
+                [*keys, connection.ops.adapt_datetimefield_value(timezone.now())],
+            )
+            return dict(cursor.fetchall())
 
     async def _aget_session_from_db(self) -> Any:
         return await sync_to_async(self._get_session_from_db)()
