@@ -185,7 +185,20 @@ async def groups_join(channel: str, groups: list[str], *, layer: Any = None) -> 
         group_channel = process_layer._get_group_channel_name(group)
         process_layer.groups.setdefault(group_channel, set()).add(channel)
         names.append(group_channel)
-    await _subscriptions(process_layer, names, subscribe=True)
+    await _subscribing.submit((process_layer, names))
+
+
+async def _subscribe_together(joins: list[tuple[Any, list[str]]]) -> list[None]:
+    """The SUBSCRIBEs of the sockets that join while one is being sent, as one (per shard)."""
+    by_layer: dict[int, tuple[Any, dict[str, None]]] = {}
+    for process_layer, names in joins:
+        by_layer.setdefault(id(process_layer), (process_layer, {}))[1].update(dict.fromkeys(names))
+    for process_layer, names in by_layer.values():
+        await _subscriptions(process_layer, list(names), subscribe=True)
+    return [None] * len(joins)
+
+
+_subscribing: Batcher[tuple[Any, list[str]], None] = Batcher(_subscribe_together)
 
 
 async def groups_leave(channel: str, groups: list[str], *, layer: Any = None) -> None:

@@ -200,3 +200,35 @@ async def test_other_layers_keep_their_own_channels(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
     assert await delivery.channel_open(put=print) is None
+
+
+async def test_channels_joining_together_share_one_subscribe(on_redis, monkeypatch):
+    layer = get_channel_layer()
+    inboxes: list[list] = [[], [], []]
+    channels = [await delivery.channel_open(put=inbox.append) for inbox in inboxes]
+    await delivery.groups_join(await delivery.channel_open(put=list().append), [])
+    pubsub = layer._get_layer()._get_shard(channels[0])._pubsub
+    commands: list[tuple] = []
+    original = pubsub.subscribe
+
+    async def counting(*args):
+        commands.append(args)
+        return await original(*args)
+
+    monkeypatch.setattr(pubsub, "subscribe", counting)
+    users = [ALICE, BOB, ALICE]
+    await asyncio.gather(
+        *(
+            delivery.groups_join(channel, [user_group(user)])
+            for channel, user in zip(channels, users, strict=True)
+        )
+    )
+    await layer.group_send(user_group(ALICE), {"type": "chat.message", "text": "to alice"})
+    await layer.group_send(user_group(BOB), {"type": "chat.message", "text": "to bob"})
+
+    group = layer._get_group_channel_name
+    assert commands == [
+        (channels[0], group(user_group(ALICE)), channels[1], group(user_group(BOB)), channels[2])
+    ]
+    texts = [[e["text"] for e in await events_within_a_moment(inbox)] for inbox in inboxes]
+    assert texts == [["to alice"], ["to bob"], ["to alice"]]
