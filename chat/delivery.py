@@ -170,7 +170,7 @@ async def groups_join(channel: str, groups: list[str], *, layer: Any = None) -> 
 
     With Redis, the groups and a channel from channel_open are subscribed with one SUBSCRIBE
     (per shard), where the layer sends one per group and one for the channel: two round trips
-    fewer per socket.
+    fewer per socket. The sockets that join while one SUBSCRIBE is being sent share the next.
     """
     redis_layer = _redis_layer(layer)
     if redis_layer is None:
