@@ -7,11 +7,11 @@ The same holds for the Redis round trip that delivers DMs (chat/delivery.py).
 """
 
 import asyncio
-import inspect
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
 Item = TypeVar("Item")
@@ -27,12 +27,13 @@ AsyncWrite = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
 class Batcher(Generic[Item, Result]):
     """Runs `write(items) -> results` (one result or exception per item) for each batch.
 
-    A plain function runs in the DB thread; a coroutine function runs on the event loop.
+    A plain function runs in the DB thread; a coroutine function (asgiref's test: a
+    sync_to_async wrapper counts, such as selectors.in_thread_pool) runs from the event loop.
     """
 
     def __init__(self, write: "Write[Item, Result] | AsyncWrite[Item, Result]") -> None:
         self._write: AsyncWrite[Item, Result] = (
-            write if inspect.iscoroutinefunction(write) else database_sync_to_async(write)
+            write if iscoroutinefunction(write) else database_sync_to_async(write)
         )
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
             weakref.WeakKeyDictionary()

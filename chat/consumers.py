@@ -29,16 +29,11 @@ logger = logging.getLogger(__name__)
 # A socket's reads, run in the thread pool (selectors.in_thread_pool); built once, not for
 # every handshake, ping and sync (9 µs each time).
 _sync_list = selectors.in_thread_pool(selectors.message_sync_list)
-_read_last_ids = selectors.in_thread_pool(selectors.message_last_visible_ids)
-
-
-async def _last_ids(user_ids: list[int]) -> list[int]:
-    return await _read_last_ids(user_ids)
-
-
 # The sockets that read last_id while one read is under way share the next one: one trip
 # to a thread and one statement for all of them (a thousand sockets opening at once).
-_last_ids_batcher: Batcher[int, int] = Batcher(_last_ids)
+_last_ids_batcher: Batcher[int, int] = Batcher(
+    selectors.in_thread_pool(selectors.message_last_visible_ids)
+)
 
 
 async def _last_visible_id(*, user_id: int) -> int:

@@ -100,14 +100,7 @@ def _verified_user(session: Any, backend: Any, user_id: Any, *, loaded: dict) ->
     return user
 
 
-_read_session_users = in_thread_pool(session_users)
-
-
-async def _session_users(sessions: list[Any]) -> list[Any]:
-    return await _read_session_users(sessions)
-
-
-_session_users_batcher: Batcher[Any, Any] = Batcher(_session_users)
+_session_users_batcher: Batcher[Any, Any] = Batcher(in_thread_pool(session_users))
 
 
 class SocketAuthMiddleware:

@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from chat.batching import Batcher
 
@@ -91,3 +92,15 @@ async def test_a_coroutine_write_runs_on_the_event_loop_and_batches_the_same_way
     await asyncio.sleep(0.01)
     assert await asyncio.gather(first, *(batcher.submit(n) for n in (1, 2))) == [1, 2, 3]
     assert batches == [[0], [1, 2]]
+
+
+async def test_a_sync_to_async_write_is_awaited_as_it_is_not_wrapped_again():
+    threads: list[int] = []
+
+    def read(items: list[int]) -> list[int]:
+        threads.append(threading.get_ident())
+        return [item * 2 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(sync_to_async(read, thread_sensitive=False))
+    assert await asyncio.gather(batcher.submit(1), batcher.submit(2)) == [2, 4]
+    assert len(threads) == 1 and threads[0] != threading.get_ident()

@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from chat import consumers, delivery, selectors, services
+from chat.batching import Batcher
 from chat.models import Message, ReadMarker
 from tests.conftest import session_cookie, socket_headers, stored_messages
 
@@ -69,13 +70,13 @@ async def test_last_ids_asked_for_together_are_read_in_one_trip(
     alice, bob, carol, send, monkeypatch
 ):
     to_bob = await database_sync_to_async(send)(alice, bob, "to bob")
-    read, batches = consumers._read_last_ids, []
+    read, batches = selectors.in_thread_pool(selectors.message_last_visible_ids), []
 
     async def recording(user_ids: list[int]) -> list[int]:
         batches.append(list(user_ids))
         return await read(user_ids)
 
-    monkeypatch.setattr(consumers, "_read_last_ids", recording)
+    monkeypatch.setattr(consumers, "_last_ids_batcher", Batcher(recording))
     users = [alice, bob, carol]
     last_ids = await asyncio.gather(
         *(consumers._last_visible_id(user_id=user.pk) for user in users)

@@ -11,6 +11,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chat import socket_auth
+from chat.batching import Batcher
+from chat.selectors import in_thread_pool
 from chat.sessions import SessionStore
 from tests.conftest import session_cookie
 
@@ -86,7 +88,7 @@ def test_a_session_that_fails_fails_alone(alice, bob):
 async def test_sockets_opening_together_are_authenticated_in_one_trip(
     connect_as, alice, bob, carol, monkeypatch
 ):
-    read, batches = socket_auth._read_session_users, []
+    read, batches = in_thread_pool(socket_auth.session_users), []
 
     async def recording(sessions):
         batches.append(len(sessions))
@@ -94,7 +96,7 @@ async def test_sockets_opening_together_are_authenticated_in_one_trip(
 
     users = [alice, bob, carol]
     cookies = [await session_cookie(user) for user in users]
-    monkeypatch.setattr(socket_auth, "_read_session_users", recording)
+    monkeypatch.setattr(socket_auth, "_session_users_batcher", Batcher(recording))
     sockets = await asyncio.gather(
         *(connect_as(user, cookie=cookie) for user, cookie in zip(users, cookies, strict=True))
     )
