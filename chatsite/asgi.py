@@ -21,6 +21,7 @@ from chat.security import SameOriginValidator  # noqa: E402
 from chat.socket_auth import socket_auth_stack  # noqa: E402
 from chat.socket_memory import trim_socket_state  # noqa: E402
 from chat.socket_options import share_protocol_options  # noqa: E402
+from chat.socket_upgrades import enable_direct_upgrades  # noqa: E402
 
 if not settings.REDIS_URL:
     logging.getLogger("chat").warning(
@@ -34,6 +35,7 @@ enable_eager_writes()
 share_protocol_options()
 enable_direct_receiving()
 trim_socket_state()
+enable_direct_upgrades()
 
 application = ProtocolTypeRouter(
     {

@@ -9,6 +9,7 @@ from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from chat.socket_memory import trim_socket_state
@@ -45,14 +46,21 @@ class Daphne:
         server.ws_factory.setProtocolOptions(allowNullOrigin=True)
         self.server = server
 
-    def connect(self) -> StringTransport:
+    def connect(self, *data: bytes, clock: Clock | None = None) -> StringTransport:
+        """A connection that sends `data` (the upgrade request by default), read by read.
+
+        With `clock`, the HTTP channel's idle timer runs on it instead of the reactor.
+        """
         address = IPv4Address("TCP", "127.0.0.1", 50000)
         channel = self.server.http_factory.buildProtocol(address)
+        if clock is not None:
+            channel.callLater = clock.callLater
         transport = StringTransport(
             peerAddress=address, hostAddress=IPv4Address("TCP", "127.0.0.1", 8000)
         )
         channel.makeConnection(transport)
-        channel.dataReceived(UPGRADE)
+        for chunk in data or [UPGRADE]:
+            channel.dataReceived(chunk)
         return transport
 
 

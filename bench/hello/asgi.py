@@ -13,10 +13,12 @@ import orjson
 from chat.eager_writes import enable_eager_writes
 from chat.socket_memory import trim_socket_state
 from chat.socket_options import share_protocol_options
+from chat.socket_upgrades import enable_direct_upgrades
 
 enable_eager_writes()
 share_protocol_options()
 trim_socket_state()
+enable_direct_upgrades()
 
 HELLO = orjson.dumps({"type": "hello", "user": "", "online": [], "last_id": 0}).decode()
 
