@@ -2,8 +2,8 @@
 
 It authenticates nobody and touches neither Redis nor the database: the handshakes/s it
 reaches under W3 is what daphne (with the chat's patches to it, chat/socket_options.py,
-chat/eager_writes.py and chat/socket_memory.py) can do on this machine before any
-application work. The chat's figure is read against it.
+chat/eager_writes.py, chat/socket_memory.py and chat/socket_upgrades.py) can do on this
+machine before any application work. The chat's figure is read against it.
 """
 
 from typing import Any
