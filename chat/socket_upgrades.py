@@ -3,8 +3,8 @@
 daphne reads every request, upgrades included, with Twisted's HTTP server: a Request object,
 a Headers object filled line by line, an inlineCallbacks generator for daphne's `process`,
 which checks the headers again and then writes the request back out as bytes for autobahn to
-parse a second time. For a WebSocket handshake that is about half of daphne's own work before
-the application sees the socket (in-process: 140-160 µs, against about 25 µs here).
+parse a second time. In-process, a new connection's upgrade request took 140-160 µs to reach
+autobahn that way, and takes 33-39 µs this way.
 
 Here a new connection whose first bytes are exactly one plain WebSocket upgrade request, one
 that Twisted and daphne would pass to autobahn unchanged, goes to autobahn as it arrived:
