@@ -53,6 +53,7 @@ def query(data: bytes) -> bytes | None:
 def test_a_plain_upgrade_is_read_with_its_query_string():
     assert query(BROWSER_UPGRADE) == b"token=a%20b&x=1"
     assert query(request()) == b""
+    assert query(request().replace(b"Upgrade: websocket", b"UPGRADE:\tWebSocket ")) == b""
     assert query(request(b"Upgrade2: x", b"x-y:no-space")) == b""
 
 
@@ -86,6 +87,9 @@ def test_a_plain_upgrade_is_read_with_its_query_string():
         request(b"X-Big: " + b"a" * MAX_SIZE),
         request().replace(b"Upgrade: websocket", b"Upgrade: h2c"),
         request().replace(b"Upgrade: websocket\r\n", b""),
+        request().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c"),
+        request().replace(b"Upgrade: websocket", b"Upgrade-Insecure-Requests: 1"),
+        b"GET /api/conversations/ HTTP/1.1\r\nHost: localhost\r\nCookie: sessionid=abc\r\n\r\n",
     ],
 )
 def test_anything_else_is_left_to_twisted_and_daphne(data):
