@@ -9,6 +9,11 @@ stays suspended on the socket's stack for as long as it is open. Here one middle
 the same three things in one copy of the scope: the cookies as Django parses them, the
 session (Django's store) and the user, and `send` is untouched.
 
+scope["user"] is the user itself, not Channels' lazy proxy of it: the user is loaded before
+the application runs, so there is nothing to defer, and every attribute read through the
+proxy is a call of its own (3.9 µs for `user.pk` against 0.28 µs, 44 µs against 18 µs to
+build a Message with it as sender: a few percent of every DM's CPU).
+
 The user is found as Channels' get_user finds it, but for all the sockets that open
 together: while one read is under way, the handshakes that arrive wait for the next, which
 loads all their sessions with one statement and their users with another, in one trip to a
@@ -18,7 +23,6 @@ thread of the pool (a thousand sockets reconnecting after a restart).
 from importlib import import_module
 from typing import Any
 
-from channels.auth import UserLazyObject
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -117,8 +121,8 @@ class SocketAuthMiddleware:
                 cookies = parse_cookie(value.decode("latin1"))
                 break
         session = self.session_store(cookies.get(settings.SESSION_COOKIE_NAME))
-        scope = dict(scope, cookies=cookies, session=session, user=UserLazyObject())
-        scope["user"]._wrapped = await _session_users_batcher.submit(session)
+        user = await _session_users_batcher.submit(session)
+        scope = dict(scope, cookies=cookies, session=session, user=user)
         return await self.inner(scope, receive, send)
 
 
