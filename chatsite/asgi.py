@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.daphne_compat import allow_server_close_codes, drop_sends_after_close  # noqa: E402
+from chat.debug_formatting import remember_debug_names  # noqa: E402
 from chat.eager_writes import enable_eager_writes  # noqa: E402
 from chat.pubsub_receiving import enable_direct_receiving  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
@@ -36,6 +37,7 @@ share_protocol_options()
 enable_direct_receiving()
 trim_socket_state()
 enable_direct_upgrades()
+remember_debug_names()
 
 application = ProtocolTypeRouter(
     {

@@ -2,14 +2,16 @@
 
 It authenticates nobody and touches neither Redis nor the database: the handshakes/s it
 reaches under W3 is what daphne (with the chat's patches to it, chat/socket_options.py,
-chat/eager_writes.py, chat/socket_memory.py and chat/socket_upgrades.py) can do on this
-machine before any application work. The chat's figure is read against it.
+chat/eager_writes.py, chat/socket_memory.py, chat/socket_upgrades.py and
+chat/debug_formatting.py) can do on this machine before any application work. The chat's
+figure is read against it.
 """
 
 from typing import Any
 
 import orjson
 
+from chat.debug_formatting import remember_debug_names
 from chat.eager_writes import enable_eager_writes
 from chat.socket_memory import trim_socket_state
 from chat.socket_options import share_protocol_options
@@ -19,6 +21,7 @@ enable_eager_writes()
 share_protocol_options()
 trim_socket_state()
 enable_direct_upgrades()
+remember_debug_names()
 
 HELLO = orjson.dumps({"type": "hello", "user": "", "online": [], "last_id": 0}).decode()
 
