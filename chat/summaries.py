@@ -69,19 +69,20 @@ _ADD_OWN_POSTS = """
 """
 _DIRECT_ARRAYS = """
     SELECT user_id, peer_id, last_id, unread, 0
-    FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[])
+    FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::integer[])
         AS batch (user_id, peer_id, last_id, unread)
 """
 _OWN_POSTS_ARRAYS = """
     SELECT user_id, NULL::bigint, 0, 0, own
-    FROM unnest(%s::bigint[], %s::integer[]) AS batch (user_id, own)
+    FROM unnest(%b::bigint[], %b::integer[]) AS batch (user_id, own)
 """
 
 
 def _upsert(
     cursor: Any, statement: str, rows: list[tuple[int, ...]], *, arrays: str, row: str
 ) -> None:
-    """Run an upsert of rows: from column arrays on PostgreSQL, from VALUES elsewhere."""
+    """Run an upsert of rows: from column arrays on PostgreSQL (sent in binary: the cursor is
+    chat.postgresql's binary_cursor), from VALUES elsewhere."""
     if connection.vendor == "postgresql":
         cursor.execute(
             statement.format(greatest="GREATEST", rows=arrays, **sql_tables()),
@@ -110,7 +111,8 @@ def conversations_add(*, messages: list[Message]) -> None:
             row[0] = max(row[0], message.pk)
         if sender != recipient:
             direct[(recipient, sender)][1] += 1
-    with connection.cursor() as cursor:
+    binary = connection.vendor == "postgresql"
+    with connection.binary_cursor() if binary else connection.cursor() as cursor:
         if direct:
             _upsert(
                 cursor,

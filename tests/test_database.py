@@ -1,10 +1,12 @@
-"""The database backend: timestamps come back exactly as stored, as UTC datetimes."""
+"""The database backend: timestamps come back exactly as stored, as UTC datetimes, and
+batches of messages stored with every value as given."""
 
 import datetime
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+from django.test.utils import CaptureQueriesContext
 from psycopg.pq import Format
 
 from chat.models import Message
@@ -66,3 +68,46 @@ def test_the_compiled_loader_is_used_only_when_the_connection_time_zone_is_utc()
     # Django's own loader, which puts datetimes in the connection's time zone.
     assert issubclass(_timestamptz_loader(paris), BaseTzLoader)
     assert _timestamptz_loader(paris).timezone.key == "Europe/Paris"
+
+
+def _batch_stored_as_given(messages: list[Message]) -> None:
+    Message.objects.bulk_create(messages)
+
+    columns = ["id", "sender_id", "recipient_id", "text", "sent_at", "client_id", "all_seq"]
+    read = list(Message.objects.filter(id__in=[m.pk for m in messages]).order_by("id"))
+    assert [[getattr(m, c) for c in columns] for m in read] == [
+        [getattr(m, c) for c in columns] for m in messages
+    ]
+
+
+def test_a_batch_of_messages_is_stored_with_every_value_as_given(make_user):
+    # On PostgreSQL the batch's column arrays go to the server in binary (binary_cursor).
+    alice, bob = make_user("alice"), make_user("인혜")
+    moment = datetime.datetime(2026, 11, 27, 13, 5, 9, 123456, tzinfo=datetime.UTC)
+    texts = ['it\'s "quoted"', "back\\slash {braces}", "NULL", "인혜 🙂", "a,b", " "]
+    messages = [
+        Message(sender=alice, recipient=bob if n % 2 else None, text=text, sent_at=moment)
+        for n, text in enumerate(texts)
+    ]
+    messages[1].client_id = "c" * 64
+
+    _batch_stored_as_given(messages)
+    assert [m.all_seq for m in messages] == [1, None, 2, None, 3, None]
+    # Only posts to everyone: a column of NULL recipients.
+    _batch_stored_as_given([Message(sender=bob, text="to all", sent_at=moment) for _ in range(2)])
+
+
+def test_a_batch_that_breaks_a_constraint_raises_djangos_integrity_error(alice, bob):
+    Message.objects.bulk_create([Message(sender=alice, recipient=bob, text="a", client_id="x")])
+
+    with pytest.raises(IntegrityError):
+        Message.objects.bulk_create([Message(sender=alice, recipient=bob, text="b", client_id="x")])
+
+
+def test_captured_batch_statements_show_their_values(alice, bob):
+    with CaptureQueriesContext(connection) as captured:
+        Message.objects.bulk_create([Message(sender=alice, recipient=bob, text="findable")])
+
+    inserts = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("INSERT")]
+    assert any("findable" in sql for sql in inserts), inserts
+    assert not any("$1" in sql for sql in inserts)

@@ -7,13 +7,16 @@ When Django's time zone for the connection is UTC (USE_TZ and no per-database TI
 connection's session time zone is UTC too, and psycopg's compiled loader returns exactly what
 Django's does: an aware datetime in `datetime.timezone.utc`. This backend registers that one.
 Anything else keeps Django's loader.
+
+It also gives the statements the chat writes for batches of column arrays a cursor that sends
+their parameters to the server in binary (binary_cursor).
 """
 
 import datetime
 from typing import Any
 
 import psycopg
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg.postgres import types
 from psycopg.pq import Format
@@ -39,7 +42,21 @@ class UtcTimestamptzLoader(Loader):
         return self._load(data)
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str | None:
+        """The statement with its values, as Django shows its own cursors' statements.
+
+        A binary_cursor's statement reaches the server as $1, $2...; the debug log and
+        captured queries (plans re-run in tests) get it with the values written in.
+        """
+        if isinstance(cursor, psycopg.ClientCursor) or not params:
+            return super().last_executed_query(cursor, sql, params)
+        return psycopg.ClientCursor(cursor.connection).mogrify(sql, params)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def get_connection_params(self) -> dict[str, Any]:
         params = super().get_connection_params()
         if self.timezone is datetime.UTC and "context" in params:
@@ -48,3 +65,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
             context.register_loader(TIMESTAMPTZ_OID, UtcTimestamptzLoader)
             params["context"] = context
         return params
+
+    def binary_cursor(self) -> Any:
+        """A cursor for statements whose parameters are written %b: sent in binary, apart
+        from the statement's text.
+
+        Django's cursors bind on the client: psycopg quotes each parameter into the text of
+        the statement, in Python, element by element for an array. A batch of 14 DMs' column
+        arrays cost 370-395 µs of CPU that way and 172-204 µs in binary, on the thread every
+        commit waits for. The cursor is wrapped as Django wraps its own (errors as Django's,
+        the debug log, execute wrappers).
+        """
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        with self.wrap_database_errors:
+            return self._prepare_cursor(psycopg.Cursor(self.connection))
