@@ -4,6 +4,7 @@ batches of messages stored with every value as given."""
 import datetime
 
 import pytest
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import IntegrityError, connection
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 from django.test.utils import CaptureQueriesContext
@@ -111,3 +112,10 @@ def test_captured_batch_statements_show_their_values(alice, bob):
     inserts = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("INSERT")]
     assert any("findable" in sql for sql in inserts), inserts
     assert not any("$1" in sql for sql in inserts)
+
+
+async def test_a_binary_cursor_is_refused_on_the_event_loop_as_djangos_cursors_are():
+    wrapper = DatabaseWrapper(_postgresql_settings(), alias="on_the_loop")
+
+    with pytest.raises(SynchronousOnlyOperation):
+        wrapper.binary_cursor()

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from django.db.backends.postgresql import base, operations
+from django.utils.asyncio import async_unsafe
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg.postgres import types
 from psycopg.pq import Format
@@ -49,9 +50,12 @@ class DatabaseOperations(operations.DatabaseOperations):
         A binary_cursor's statement reaches the server as $1, $2...; the debug log and
         captured queries (plans re-run in tests) get it with the values written in.
         """
-        if isinstance(cursor, psycopg.ClientCursor) or not params:
-            return super().last_executed_query(cursor, sql, params)
-        return psycopg.ClientCursor(cursor.connection).mogrify(sql, params)
+        if not isinstance(cursor, psycopg.ClientCursor) and params:
+            try:
+                return psycopg.ClientCursor(cursor.connection).mogrify(sql, params)
+            except psycopg.Error:
+                pass  # Django's own answer: the statement as sent, $1, $2...
+        return super().last_executed_query(cursor, sql, params)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -66,6 +70,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             params["context"] = context
         return params
 
+    @async_unsafe
     def binary_cursor(self) -> Any:
         """A cursor for statements whose parameters are written %b: sent in binary, apart
         from the statement's text.
