@@ -1,5 +1,5 @@
-"""HTTP under ASGI: a request's middleware and view run in one thread, kept for the next
-requests; async views still work."""
+"""HTTP under ASGI: a request's signal, middleware and view run in one trip to one thread,
+kept for the next requests; streams stop when the client goes away; async views still work."""
 
 import asyncio
 import json
@@ -8,7 +8,8 @@ import threading
 import pytest
 from asgiref.sync import SyncToAsync
 from channels.testing import HttpCommunicator
-from django.http import HttpRequest, HttpResponse
+from django.core.signals import request_finished, request_started
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
 from chat.asgi_http import OneThreadASGIHandler, RequestThreads
@@ -95,9 +96,42 @@ async def test_a_request_crosses_from_the_event_loop_to_a_thread_only_a_few_time
     response = await get(site, "/recorded/")
 
     assert response["status"] == 200
-    # The middleware and the view in one crossing, besides Django's request_started signal and
-    # the response's close. Django's own handler made two more, and one back to the loop.
-    assert len(crossings) == 3, crossings
+    # The signal, the middleware and the view in one crossing, and the response's close after
+    # it is sent. Django's own handler made three more, and one back to the loop.
+    assert crossings == ["OneThreadASGIHandler.respond", "HttpResponseBase.close"]
+
+
+async def test_request_started_and_finished_are_sent_in_the_request_s_thread(recorded_site):
+    def started(**kwargs):
+        _seen.append(("started", threading.get_ident()))
+
+    def finished(**kwargs):
+        _seen.append(("finished", threading.get_ident()))
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        response = await get(recorded_site, "/recorded/")
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+
+    assert response["status"] == 200
+    assert [where for where, _ in _seen] == ["started", "middleware", "middleware", "view"] + [
+        "middleware"
+    ] * 2 + ["finished"]
+    assert len({thread for _, thread in _seen}) == 1
+
+
+async def test_a_query_string_that_is_not_utf8_is_a_400_and_the_thread_is_kept(site):
+    communicator = HttpCommunicator(site, "GET", "/recorded/", headers=HEADERS)
+    communicator.scope["query_string"] = b"q=\xff"
+    response = await communicator.get_response()
+    await communicator.wait()
+
+    assert response["status"] == 400
+    assert len(site.threads.idle) == 1
+    assert (await get(site, "/recorded/"))["status"] == 200
 
 
 async def test_the_async_health_view_still_answers_through_the_handler(site):
@@ -147,6 +181,49 @@ async def test_requests_at_the_same_time_each_get_a_thread_of_their_own(site):
     assert first["status"] == second["status"] == 200
     views = [thread for where, thread in _seen if where == "view"]
     assert len(set(views)) == 2
+
+
+_stream_closed = threading.Event()
+
+
+def endless_stream_view(request: HttpRequest) -> StreamingHttpResponse:
+    async def ticks():
+        try:
+            while True:
+                yield b"tick"
+                await asyncio.sleep(0.01)
+        finally:
+            _stream_closed.set()
+
+    return StreamingHttpResponse(ticks())
+
+
+urlpatterns.append(path("endless/", endless_stream_view))
+
+
+async def test_a_stream_stops_when_the_client_goes_away_and_the_response_is_closed(site):
+    _stream_closed.clear()
+    closed = []
+
+    def finished(**kwargs):
+        closed.append(threading.get_ident())
+
+    request_finished.connect(finished)
+    try:
+        communicator = HttpCommunicator(site, "GET", "/endless/", headers=HEADERS)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(timeout=5)
+        first = await communicator.receive_output(timeout=5)
+        await communicator.send_input({"type": "http.disconnect"})
+        await communicator.wait(timeout=5)
+    finally:
+        request_finished.disconnect(finished)
+
+    assert start["status"] == 200
+    assert first["body"] == b"tick"
+    assert _stream_closed.is_set()
+    assert len(closed) == 1
+    assert site.threads.idle
 
 
 def test_idle_request_threads_beyond_the_limit_are_stopped():
