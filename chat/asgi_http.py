@@ -38,7 +38,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import FileResponse, HttpRequest, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 # Idle request threads kept beyond this many are stopped when their request ends.
@@ -135,10 +135,6 @@ class OneThreadASGIHandler(ASGIHandler):
                 await task
             except (asyncio.CancelledError, RequestAborted):
                 pass
-
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        # Only for callers of Django's API: handle() above runs get_response in its trip.
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
 
 
 def get_asgi_application() -> OneThreadASGIHandler:
